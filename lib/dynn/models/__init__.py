@@ -1,0 +1,9 @@
+"""Backbones by name: ``dynn.models.create("cifar_resnet20", num_classes=10)``.
+
+A registry (timm-style) turns the string in a notebook's parameters cell into a model.
+Each architecture family lives in its own module and registers its public constructors.
+"""
+from dynn.models.registry import create, list_models, register_model  # noqa: F401
+from dynn.models import cifar_resnet, torchvision_models  # noqa: F401  (registers models)
+
+__all__ = ["create", "list_models", "register_model"]

@@ -1,0 +1,31 @@
+"""ImageNet-style backbones from torchvision, registered under their torchvision names.
+
+Weights are never downloaded here (no network reaches the hubs); ``weights=None`` builds
+randomly initialised networks, and a notebook can load a local state dict by parameter.
+"""
+from __future__ import annotations
+
+import torchvision.models as tvm
+
+from dynn.models.registry import register_model
+
+TORCHVISION_NAMES = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "mobilenet_v2", "mobilenet_v3_large",
+    "efficientnet_b0",
+)
+
+
+def _register(name: str) -> None:
+    builder = getattr(tvm, name)
+
+    def constructor(num_classes: int = 1000, **kwargs):
+        return builder(weights=None, num_classes=num_classes, **kwargs)
+
+    constructor.__name__ = name
+    constructor.__doc__ = f"torchvision.models.{name} (random init)."
+    register_model(constructor)
+
+
+for _name in TORCHVISION_NAMES:
+    _register(_name)

@@ -1,0 +1,175 @@
+"""Validation of a notebook's parameters: one clear error before any data is loaded.
+
+A notebook declares what each parameter may be with a small spec::
+
+    check(params, {
+        "gamma": Number(min=0),
+        "dataset": Choice(dynn.data.dataset_names()),
+        "depth": Choice([8, 14, 20, 32, 56, 110]),
+        "data_root": data_root_rule(),
+    })
+
+All problems are collected and raised together as one :class:`ParameterError` that names
+each parameter, its value and what is allowed. Parameters not in the spec are an error
+too (a typo in ``-p gama 5`` must not be silently ignored by the notebook).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path as _Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+
+class ParameterError(ValueError):
+    """One or more notebook parameters are invalid."""
+
+
+@dataclass
+class Choice:
+    options: Iterable[Any]
+
+    def problem(self, value: Any) -> str | None:
+        options = list(self.options)
+        if value not in options:
+            return f"allowed: {', '.join(repr(o) for o in options)}"
+        return None
+
+
+@dataclass
+class Number:
+    min: float | None = None
+    max: float | None = None
+    integer: bool = False
+    allow_none: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        if value is None and self.allow_none:
+            return None
+        kinds = (int,) if self.integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and math.isnan(value)):
+            return f"expected {'an integer' if self.integer else 'a number'}{' or None' if self.allow_none else ''}"
+        if self.min is not None and value < self.min:
+            return f"must be ≥ {self.min}"
+        if self.max is not None and value > self.max:
+            return f"must be ≤ {self.max}"
+        return None
+
+
+@dataclass
+class Flag:
+    def problem(self, value: Any) -> str | None:
+        return None if isinstance(value, bool) else "expected True or False"
+
+
+@dataclass
+class Text:
+    def problem(self, value: Any) -> str | None:
+        return None if isinstance(value, str) else "expected a string"
+
+
+@dataclass
+class ListOf:
+    item: Any
+    min_len: int = 1
+    max_len: int | None = None
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, (list, tuple)):
+            return "expected a list"
+        if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
+            return f"expected a list of {self.min_len}..{self.max_len or 'any'} items"
+        for i, v in enumerate(value):
+            p = self.item.problem(v)
+            if p:
+                return f"item {i} ({v!r}): {p}"
+        return None
+
+
+@dataclass
+class Path:
+    """A filesystem path that must exist when ``required_if(params)`` holds (or always)."""
+
+    required_if: Callable[[dict], bool] | None = None
+    allow_empty: bool = True
+
+    def problem(self, value: Any, params: dict | None = None) -> str | None:
+        if not isinstance(value, str):
+            return "expected a path string"
+        needed = self.required_if(params or {}) if self.required_if else True
+        if not needed:
+            return None
+        if not value:
+            return "is empty but this setting needs an existing directory"
+        if not _Path(value).expanduser().exists():
+            return "does not exist"
+        return None
+
+
+def data_root_rule() -> Path:
+    """``data_root`` must exist unless the chosen ``dataset`` is embedded in a package."""
+    from dynn.data import is_embedded
+
+    return Path(required_if=lambda p: not is_embedded(p.get("dataset", "")))
+
+
+def check(params: dict, spec: dict[str, Any]) -> dict:
+    """Validate ``params`` against ``spec``; raise one :class:`ParameterError` listing all problems."""
+    problems = []
+    for name in sorted(set(params) - set(spec)):
+        problems.append(f"parameter {name!r} is unknown to this notebook; known: {', '.join(sorted(spec))}")
+    for name, rule in spec.items():
+        if name not in params:
+            problems.append(f"parameter {name!r} is missing")
+            continue
+        value = params[name]
+        problem = rule.problem(value, params) if isinstance(rule, Path) else rule.problem(value)
+        if problem:
+            problems.append(f"parameter {name!r} = {value!r}: {problem}")
+    if problems:
+        raise ParameterError("invalid notebook parameters:\n  - " + "\n  - ".join(problems))
+    return params
+
+
+def collect(namespace: dict, names: Iterable[str]) -> dict:
+    """Pick the parameters-cell variables out of a notebook's globals, in order."""
+    return {n: namespace[n] for n in names if n in namespace}
+
+
+def parameter_names(notebook_path: str | _Path) -> list[str]:
+    """Names defined in a notebook's ``parameters`` cell (what ``--help-notebook`` lists)."""
+    import papermill
+
+    return list(papermill.inspect_notebook(str(notebook_path)).keys())
+
+
+def load_param_set(notebook: str, name: str, root: str | _Path | None = None) -> dict:
+    """Read ``params/<notebook>/<name>.yaml``."""
+    from dynn.runs import repo_root
+
+    path = _Path(root or repo_root()) / "params" / notebook / f"{name}.yaml"
+    return yaml.safe_load(path.read_text()) or {}
+
+
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+
+
+def from_namespace(namespace: dict, spec: dict[str, Any]) -> dict:
+    """Collect and validate the parameters from a notebook's globals.
+
+    Call it in the cell right after the parameters cell, before defining other names: any
+    plain value in the namespace that the spec does not know (e.g. papermill's ``-p gama 5``)
+    is reported as an unknown parameter instead of being silently ignored.
+    """
+    import types
+
+    params = {}
+    for name, value in namespace.items():
+        if name.startswith("_") or name in _IPYTHON_NAMES:
+            continue
+        if isinstance(value, types.ModuleType) or callable(value):
+            continue
+        params[name] = value
+    return check(params, spec)

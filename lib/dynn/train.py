@@ -1,0 +1,293 @@
+"""A small trainer: one ``fit`` loop that each method plugs its own step function into.
+
+``fit`` owns what every method needs and nothing method-specific: device placement,
+seeding, progress bars, gradient clipping, atomic per-epoch checkpoints with resume, a
+metrics history (``metrics.csv``) and DistributedDataParallel when launched by
+``torchrun`` or :func:`run_elastic`. The method supplies ``step_fn(model, batch) -> dict``
+returning at least a differentiable ``"loss"`` (BlockDrop's reward, AR-Net's Gumbel and
+efficiency losses, the sandwich rule... live in the method modules, not behind flags here).
+
+Determinism: every epoch starts by reseeding from ``(seed, epoch)`` and shuffles with a
+generator seeded the same way, so an interrupted run resumed from its last checkpoint
+replays exactly the epochs it missed and ends with the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from dynn.data import make_loader
+from dynn.runs import _plain, atomic_torch_save, atomic_write_text
+
+StepFn = Callable[[nn.Module, Any], dict]
+
+
+# ---------------------------------------------------------------- seeding and devices
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA). DataLoader workers derive from torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda → mps → cpu; under distributed CUDA the local rank's GPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("parameter 'device' = 'cuda' but no CUDA GPU is visible; allowed here: auto, cpu")
+    return device
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+# ---------------------------------------------------------------- distributed
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def init_distributed(device: torch.device) -> bool:
+    """Join the process group that torchrun / elastic_launch describe in the environment."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_elastic(entrypoint: Callable, nprocs: int, *args) -> dict[int, Any]:
+    """Run ``entrypoint(*args)`` on ``nprocs`` local processes through TorchElastic.
+
+    This is PyTorch's own launcher (what ``torchrun`` uses), called from Python so that a
+    notebook's ``nprocs`` parameter can scale its training stage; ``entrypoint`` must be an
+    importable function (a method module's stage function), and ``fit`` inside it joins
+    the process group. Returns each rank's return value. Multi-node: run the same stage
+    function under ``torchrun --nnodes``.
+    """
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=uuid.uuid4().hex[:8],
+        rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
+        monitor_interval=0.2, start_method="spawn",
+    )
+    return elastic_launch(config, entrypoint)(*args)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# ---------------------------------------------------------------- checkpoints and history
+def checkpoint_path(run_dir: str | Path, stage: str) -> Path:
+    return Path(run_dir) / f"{stage}.ckpt"
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None) -> dict:
+    """Load a checkpoint into ``model`` (and optimizer/scheduler); a mismatch names the file."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not match this model (different parameters?). "
+            f"Delete it or choose another run_dir. Details: {str(err).splitlines()[0]}") from err
+    if optimizer is not None and state.get("optimizer"):
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler"):
+        scheduler.load_state_dict(state["scheduler"])
+    return state
+
+
+def write_metrics(run_dir: str | Path, stage: str, history: list[dict]) -> Path:
+    """Rewrite ``metrics.csv``: other stages' rows kept, this stage's replaced by ``history``."""
+    path = Path(run_dir) / "metrics.csv"
+    frames = []
+    if path.exists() and path.stat().st_size > 0:
+        old = pd.read_csv(path)
+        frames.append(old[old["stage"] != stage])
+    frames.append(pd.DataFrame(history))
+    table = pd.concat(frames, ignore_index=True)
+    return atomic_write_text(path, table.to_csv(index=False))
+
+
+# ---------------------------------------------------------------- the loop
+def _seed_epoch(seed: int, epoch: int) -> None:
+    seed_everything(seed * 100_003 + epoch)
+
+
+def fit(
+    model: nn.Module,
+    step_fn: StepFn,
+    train_data: Dataset,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    run_dir: str | Path,
+    stage: str = "train",
+    scheduler=None,
+    scheduler_per_step: bool = False,
+    eval_fn: Callable[[nn.Module], dict] | None = None,
+    train_mode: Callable[[nn.Module], None] = lambda m: m.train(),
+    grad_clip: float | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    params: dict | None = None,
+    progress: bool = True,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    collate_fn=None,
+) -> list[dict]:
+    """Train ``model`` for ``epochs`` with ``step_fn``; resume from ``<run_dir>/<stage>.ckpt``.
+
+    ``step_fn(model, batch)`` gets the batch already on the device and returns a dict with
+    a differentiable ``"loss"`` plus any float metrics (averaged per epoch). Under DDP the
+    model it gets is the DDP wrapper: call it (``model(...)``) rather than its submodules so
+    that unused-parameter detection works. ``eval_fn(model)`` runs on rank 0 after every
+    epoch and adds ``val_*`` columns. ``train_mode`` puts the model in its training mode
+    (e.g. BlockDrop's curriculum keeps the frozen main network in eval mode).
+    Returns the per-epoch history (also in ``metrics.csv``).
+    """
+    device = torch.device(device) if isinstance(device, str) else device
+    distributed = init_distributed(device)
+    model.to(device)
+    ckpt = checkpoint_path(run_dir, stage)
+    history: list[dict] = []
+    start_epoch = 0
+    if ckpt.exists():
+        state = load_checkpoint(ckpt, model, optimizer, scheduler)
+        start_epoch, history = state["epoch"], state.get("history", [])
+        if start_epoch >= epochs:
+            return history
+    net = (nn.parallel.DistributedDataParallel(model, find_unused_parameters=True,
+                                               device_ids=[device] if device.type == "cuda" else None)
+           if distributed else model)
+    sampler = DistributedSampler(train_data, shuffle=True, seed=seed, drop_last=drop_last) if distributed else None
+    steps_per_epoch = (len(train_data) // world_size()) // batch_size if drop_last else \
+        math.ceil(len(train_data) / world_size() / batch_size)
+    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, desc=stage, unit="batch",
+               disable=not (progress and is_main_process()), leave=True)
+    for epoch in range(start_epoch, epochs):
+        _seed_epoch(seed, epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        loader = make_loader(train_data, batch_size, shuffle=True, seed=seed * 100_003 + epoch,
+                             num_workers=num_workers, drop_last=drop_last, sampler=sampler)
+        if collate_fn is not None:
+            loader.collate_fn = collate_fn
+        train_mode(net)
+        sums: dict[str, float] = {}
+        steps, started = 0, time.perf_counter()
+        for batch in loader:
+            out = step_fn(net, to_device(batch, device))
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            if scheduler is not None and scheduler_per_step:
+                scheduler.step()
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
+            steps += 1
+            bar.update(1)
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(out['loss']):.3f}")
+        if scheduler is not None and not scheduler_per_step:
+            scheduler.step()
+        row = {"stage": stage, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
+               "time_s": time.perf_counter() - started}
+        if eval_fn is not None and is_main_process():
+            model.eval()
+            row.update({f"val_{k}": v for k, v in eval_fn(model).items()})
+        history.append(_plain(row))
+        if is_main_process():
+            atomic_torch_save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "epoch": epoch + 1, "history": history, "params": params or {},
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                        "python": random.getstate()},
+            }, ckpt)
+            write_metrics(run_dir, stage, history)
+        if distributed:
+            dist.barrier()
+    bar.close()
+    return history
+
+
+@torch.no_grad()
+def evaluate_classifier(model: nn.Module, data: Dataset, *, batch_size: int = 256,
+                        device: str | torch.device = "cpu", forward: Callable | None = None) -> dict:
+    """Top-1 / top-5 accuracy (in %) and mean cross-entropy of a classifier on ``data``."""
+    model.eval()
+    forward = forward or model
+    correct1 = correct5 = 0
+    loss_sum, n = 0.0, 0
+    for x, y in make_loader(data, batch_size):
+        x, y = x.to(device), y.to(device)
+        logits = forward(x)
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(1).sum())
+        n += len(y)
+    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n}
+
+
+def classification_step(model: nn.Module, batch) -> dict:
+    """Plain supervised step: cross-entropy and batch accuracy (the static baseline)."""
+    x, y = batch
+    logits = model(x)
+    loss = nn.functional.cross_entropy(logits, y)
+    return {"loss": loss, "accuracy": (logits.argmax(1) == y).float().mean() * 100}

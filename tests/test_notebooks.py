@@ -1,0 +1,55 @@
+"""Every notebook runs as a user would run it (papermill, its smoke parameters) and is committed clean."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb"))
+PAPER_NOTEBOOKS = [p for p in NOTEBOOKS if p.stem != "report"]
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_is_clean_and_parametrized(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{path.name} has no code"
+    assert "parameters" in code[0].metadata.get("tags", []), f"{path.name}: first code cell must be tagged 'parameters'"
+    for cell in code:
+        assert not cell.get("outputs"), f"{path.name}: commit without outputs"
+        assert cell.get("execution_count") is None, f"{path.name}: commit without execution counts"
+    for line in code[0].source.splitlines():
+        if "#" in line:
+            assert "=" not in line.split("#", 1)[1], f"{path.name}: papermill cannot parse '=' in a parameter comment: {line}"
+    params = papermill.inspect_notebook(str(path))
+    for name, info in params.items():
+        assert info["help"], f"{path.name}: parameter {name!r} needs a trailing comment (shown by --help-notebook)"
+        assert info["inferred_type_name"] != "None", f"{path.name}: parameter {name!r} needs a type annotation"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=_ids(PAPER_NOTEBOOKS))
+def test_notebook_runs_with_smoke_parameters(path, tmp_path):
+    smoke = ROOT / "params" / path.stem / "smoke.yaml"
+    assert smoke.exists(), f"missing {smoke.relative_to(ROOT)}"
+    params = yaml.safe_load(smoke.read_text()) or {}
+    params.update(run_dir=str(tmp_path / "run"), figures_dir=str(tmp_path / "figures"))
+    papermill.execute_notebook(str(path), str(tmp_path / "executed.ipynb"), parameters=params,
+                               cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["points"], "results.json has no accuracy–cost points"
+    for point in results["points"]:
+        assert 0 <= point["accuracy"] <= 100 and point["macs"] > 0
+    assert results["environment"]["torch"]
+    figures = list((tmp_path / "figures").glob("*.png"))
+    assert figures, "the notebook wrote no figure"
+    assert all(f.stat().st_size > 1000 for f in figures)
