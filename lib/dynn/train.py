@@ -120,7 +120,17 @@ def run_elastic(entrypoint: Callable, nprocs: int, *args) -> dict[int, Any]:
         rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
         monitor_interval=0.2, start_method="spawn",
     )
-    return elastic_launch(config, entrypoint)(*args)
+    # The elastic agent installs SIGTERM/SIGINT handlers in this process and leaves them;
+    # restore ours so a notebook kernel still shuts down quietly afterwards.
+    import signal
+
+    names = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+    saved = {n: signal.getsignal(getattr(signal, n)) for n in names if hasattr(signal, n)}
+    try:
+        return elastic_launch(config, entrypoint)(*args)
+    finally:
+        for n, handler in saved.items():
+            signal.signal(getattr(signal, n), handler)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -241,7 +251,7 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
             steps += 1
             bar.update(1)
-            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(out['loss']):.3f}")
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(out['loss'].detach()):.3f}")
         if scheduler is not None and not scheduler_per_step:
             scheduler.step()
         row = {"stage": stage, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],

@@ -1,0 +1,66 @@
+"""Backbones by name and MACs measured by torch.utils.flop_counter against known counts."""
+import pytest
+import torch
+
+import dynn
+from dynn.flops import count_macs, macs_by_module, measure_latency
+from dynn.models import create
+
+
+def test_torchvision_resnets_match_published_macs():
+    x = torch.randn(1, 3, 224, 224)
+    assert count_macs(create("resnet50").eval(), x) / 1e9 == pytest.approx(4.089, abs=1e-3)
+    assert count_macs(create("resnet18").eval(), x) / 1e9 == pytest.approx(1.814, abs=1e-3)
+
+
+def test_cifar_resnet110_matches_blockdrop_count():
+    # BlockDrop's README: 5.06e8 FLOPs counting 2 per multiply-add.
+    macs = count_macs(create("cifar_resnet110").eval(), torch.randn(1, 3, 32, 32))
+    assert macs * 2 / 1e8 == pytest.approx(5.06, abs=0.01)
+
+
+@pytest.mark.parametrize("depth", [8, 14, 20, 32, 56])
+def test_cifar_resnet_structure(depth):
+    model = create(f"cifar_resnet{depth}", num_classes=7)
+    assert len(model.blocks) == 3 * (depth - 2) // 6
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+    assert model.stage_index.count(0) == (depth - 2) // 6
+
+
+def test_option_a_shortcut_has_no_weights_and_b_has():
+    a = create("cifar_resnet20", shortcut="A")
+    b = create("cifar_resnet20", shortcut="B")
+    assert sum(p.numel() for p in a.blocks[3].shortcut.parameters()) == 0
+    assert sum(p.numel() for p in b.blocks[3].shortcut.parameters()) > 0
+    with pytest.raises(ValueError, match="6n\\+2"):
+        create("cifar_resnet", depth=21)
+    with pytest.raises(ValueError, match="unknown model.*cifar_resnet20"):
+        create("resnet_20")
+
+
+def test_block_forward_is_shortcut_plus_residual():
+    model = create("cifar_resnet8").eval()
+    block = model.blocks[1]
+    x = torch.randn(2, 16, 32, 32)
+    assert torch.allclose(block(x), torch.relu(block.shortcut(x) + block.residual(x)))
+
+
+def test_breakdown_sums_to_total_and_counts_only_what_runs():
+    model = create("cifar_resnet20").eval()
+    x = torch.randn(1, 3, 32, 32)
+    table = macs_by_module(model, x)
+    parts = table["stem"] + sum(table[f"blocks.{i}"] for i in range(len(model.blocks))) + table["fc"]
+    assert parts == table[""] == count_macs(model, x)
+    # Running fewer blocks is counted as fewer MACs: the counter sees what executed.
+    def half(inp):
+        h = model.stem(inp)
+        for i, b in enumerate(model.blocks):
+            h = b(h) if i % 2 == 0 else b.shortcut(h)
+        return model.forward_head(h)
+    assert count_macs(half, x) < table[""]
+
+
+def test_latency_is_measured():
+    lat = measure_latency(create("cifar_resnet8").eval(), torch.randn(1, 3, 32, 32), min_run_time=0.05)
+    assert lat.median_ms > 0 and lat.runs >= 1 and lat.device == "cpu" and lat.threads >= 1
+    assert "M" in dynn.flops.format_macs(2.5e7)
