@@ -5,6 +5,6 @@ that every method shares (data, backbones, cost measurement, a small trainer, th
 notebook run contract, plotting) and one module per method.
 """
 from dynn import data, flops, models, params, plots, runs, train  # noqa: F401
-from dynn import baseline  # noqa: F401
+from dynn import baseline, published, results  # noqa: F401
 
 __version__ = "0.1.0"
