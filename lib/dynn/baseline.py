@@ -65,3 +65,29 @@ def train_stage(config: dict, run_dir: str | Path, stage: str, nprocs: int = 1) 
     model = build_classifier(config)
     train.load_checkpoint(train.checkpoint_path(run_dir, stage), model)
     return model.to(train.resolve_device(config.get("device", "cpu"))).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``torchrun [--nnodes N] --nproc_per_node G -m dynn.baseline --config stage.yaml --run-dir DIR --stage NAME``.
+
+    The same stage function the notebook runs, under PyTorch's own launcher, e.g. on
+    several nodes; point the notebook's ``run_dir`` at DIR afterwards and it finds the
+    finished checkpoint instead of training again.
+    """
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m dynn.baseline", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="YAML with the stage's config (see train_classifier)")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--stage", required=True)
+    args = parser.parse_args(argv)
+    config = yaml.safe_load(args.config.read_text())
+    digest = train_classifier(config, args.run_dir, args.stage)
+    if train.is_main_process():
+        print(f"stage {args.stage} finished in {args.run_dir}; weights digest {digest:.6f}")
+
+
+if __name__ == "__main__":
+    main()
