@@ -7,3 +7,4 @@ from dynn.models.registry import create, list_models, register_model  # noqa: F4
 from dynn.models import cifar_resnet, torchvision_models  # noqa: F401  (registers models)
 
 __all__ = ["create", "list_models", "register_model"]
+from dynn.models import preresnet, resnext  # noqa: F401  (SDPoint: PreResNet-18…200, ResNeXt-101/152 32x4d)

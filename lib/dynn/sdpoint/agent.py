@@ -1,0 +1,196 @@
+"""Learned per-layer downsampling: the "TwoPipe" agent of the SDPoint follow-up fork.
+
+The fork (``yangcyself/SDPoint``, branches TwoPipe / HanSongDS, after AMC by He et al.)
+walks the network point by point; at each point an agent sees a state (layer index,
+channels, current height and width, the channel counts of the following layers) and
+chooses whether (and how much) to downsample there. When the walk ends, the network runs
+with the chosen configuration on validation data and the episode's reward combines its
+error and MACs. The fork used DQN with a terminal-only reward ``top1 - 1e-9·FLOPs`` and
+actions {1, 0.75}; we use REINFORCE with a moving-average baseline (simpler, and one
+reward per episode is exactly the setting REINFORCE handles without a critic), actions
+{1} ∪ ``ratios``, and an AMC-style parameterised reward:
+
+- ``linear``: ``accuracy - cost_weight · MACs/MACs_full`` (accuracy as a fraction);
+- ``amc``: ``-error · log(MACs)`` (AMC's R_FLOPs; ``cost_weight`` unused).
+
+A ``random`` searcher with the same episode budget is the honest yardstick.
+Rewards are computed on the validation split (never the test split) after BN
+recalibration for the configuration, and cached per configuration: a converged policy
+repeats configurations and costs nothing more.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dynn.sdpoint.evaluate import config_accuracy
+from dynn.sdpoint.model import Config, SDPointNet
+
+REWARDS = ("linear", "amc")
+AGENTS = ("none", "reinforce", "random")
+
+
+@dataclass
+class Evaluation:
+    config: Config
+    accuracy: float  # validation top-1, %
+    macs: int
+    macs_fraction: float
+    reward: float
+
+
+class DownsamplingEnv:
+    """The network seen as a sequence of points to decide on (one episode = one walk)."""
+
+    def __init__(self, model: SDPointNet, val_x: torch.Tensor, val_y: torch.Tensor, *,
+                 calibration: Sequence[torch.Tensor] | None, bn_mode: str = "average",
+                 reward: str = "linear", cost_weight: float = 1.0,
+                 actions: Sequence[float] | None = None):
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
+        self.model, self.val_x, self.val_y = model, val_x, val_y
+        self.calibration, self.bn_mode = calibration, bn_mode
+        self.reward_kind, self.cost_weight = reward, cost_weight
+        self.actions = tuple(actions) if actions else (1.0, *model.ratios)
+        self.input_shape = tuple(val_x.shape[1:])
+        shapes = [s for _, s in model.trace_shapes(model.full_config(), self.input_shape)]
+        self.channels = [s[0] for s in shapes]
+        self.sizes = [(s[1], s[2]) for s in shapes]  # H, W after each point at full cost
+        self.num_points = model.num_points
+        self.full_macs = model.macs(model.full_config(), self.input_shape)
+        self.cache: dict[Config, Evaluation] = {}
+
+    @property
+    def state_dim(self) -> int:
+        return 5 + self.num_points
+
+    def state(self, t: int, scale: float) -> torch.Tensor:
+        """State before deciding point ``t``; ``scale`` = product of the ratios chosen so far.
+
+        (t/L, C_t, H_t, W_t, relative MACs spent so far is not known yet so we give the
+        remaining depth fraction, then the channel counts of the following points), channel
+        counts divided by the largest one, sizes by the input side.
+        """
+        cmax = max(self.channels)
+        h0, w0 = self.input_shape[1], self.input_shape[2]
+        h, w = self.sizes[t]
+        following = [c / cmax if i > t else 0.0 for i, c in enumerate(self.channels)]
+        return torch.tensor([t / self.num_points, self.channels[t] / cmax, h * scale / h0, w * scale / w0,
+                             (self.num_points - t - 1) / self.num_points, *following], dtype=torch.float32)
+
+    def reward(self, accuracy: float, macs: int) -> float:
+        if self.reward_kind == "linear":
+            return accuracy / 100.0 - self.cost_weight * macs / self.full_macs
+        return -(1.0 - accuracy / 100.0) * math.log(macs)
+
+    def evaluate(self, config: Sequence[float]) -> Evaluation:
+        config = tuple(float(r) for r in config)
+        if config not in self.cache:
+            acc = config_accuracy(self.model, config, self.val_x, self.val_y,
+                                  calibration=self.calibration, bn_mode=self.bn_mode)["top1"]
+            macs = self.model.macs(config, self.input_shape)
+            self.cache[config] = Evaluation(config, acc, macs, macs / self.full_macs, self.reward(acc, macs))
+        return self.cache[config]
+
+
+class PolicyNet(nn.Module):
+    """π(a | s): a small MLP over the point state; one softmax over the ratio actions."""
+
+    def __init__(self, state_dim: int, num_actions: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(state_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
+                                 nn.Tanh(), nn.Linear(hidden, num_actions))
+        nn.init.zeros_(self.net[-1].weight)  # start from the uniform policy
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.net(state)
+
+
+@dataclass
+class SearchResult:
+    history: list[dict] = field(default_factory=list)  # one row per episode
+    greedy: Evaluation | None = None  # the final policy's most likely configuration
+
+    def best(self) -> Evaluation:
+        """Highest-reward configuration seen (on validation data)."""
+        row = max(self.history, key=lambda r: r["reward"])
+        return row["evaluation"]
+
+
+def _rollout(env: DownsamplingEnv, policy: PolicyNet | None, generator: torch.Generator,
+             greedy: bool = False):
+    scale, config, log_probs, entropies = 1.0, [], [], []
+    for t in range(env.num_points):
+        if policy is None:
+            a = int(torch.randint(len(env.actions), (), generator=generator))
+        else:
+            logits = policy(env.state(t, scale))
+            dist = torch.distributions.Categorical(logits=logits)
+            if greedy:
+                a = int(logits.argmax())
+            else:
+                a = int(torch.multinomial(dist.probs, 1, generator=generator))
+            log_probs.append(dist.log_prob(torch.tensor(a)))
+            entropies.append(dist.entropy())
+        ratio = env.actions[a]
+        config.append(ratio)
+        scale *= ratio
+    return tuple(config), log_probs, entropies
+
+
+def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64, batch_episodes: int = 4,
+           lr: float = 0.02, entropy_weight: float = 0.01, baseline_momentum: float = 0.8,
+           seed: int = 0, progress: bool = True) -> SearchResult:
+    """Run ``episodes`` walks of the network; REINFORCE updates every ``batch_episodes``.
+
+    Each update maximises ``Σ_episodes (R - b) · Σ_t log π(a_t|s_t)`` (+ entropy bonus), with
+    ``b`` an exponential moving average of the rewards and ``R - b`` divided by a moving
+    average of ``|R - b|`` (variance reduction; rewards differ by a few percent only).
+    """
+    from tqdm.auto import tqdm
+
+    if agent not in ("reinforce", "random"):
+        raise ValueError(f"agent must be 'reinforce' or 'random', got {agent!r}")
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    policy = PolicyNet(env.state_dim, len(env.actions)) if agent == "reinforce" else None
+    optimizer = torch.optim.Adam(policy.parameters(), lr=lr) if policy is not None else None
+    baseline: float | None = None
+    spread = 1.0  # moving average of |R - b|: advantages in units of the typical deviation
+    result, pending = SearchResult(), []
+    for episode in tqdm(range(episodes), desc=f"agent ({agent})", disable=not progress):
+        config, log_probs, entropies = _rollout(env, policy, generator)
+        ev = env.evaluate(config)
+        result.history.append({"episode": episode + 1, "reward": ev.reward, "val_top1": ev.accuracy,
+                               "macs": ev.macs, "macs_fraction": ev.macs_fraction,
+                               "config": list(config), "evaluation": ev})
+        if policy is None:
+            continue
+        pending.append((log_probs, entropies, ev.reward))
+        if len(pending) == batch_episodes or episode == episodes - 1:
+            rewards = [r for _, _, r in pending]
+            if baseline is None:
+                baseline = float(np.mean(rewards))
+                spread = float(np.mean(np.abs(np.asarray(rewards) - baseline))) or 1.0
+            loss = 0.0
+            for lp, ent, r in pending:
+                advantage = (r - baseline) / max(spread, 1e-6)
+                loss = loss - advantage * torch.stack(lp).sum() - entropy_weight * torch.stack(ent).sum()
+            optimizer.zero_grad()
+            (loss / len(pending)).backward()
+            optimizer.step()
+            deviation = float(np.mean(np.abs(np.asarray(rewards) - baseline)))
+            spread = baseline_momentum * spread + (1 - baseline_momentum) * max(deviation, 1e-3)
+            baseline = baseline_momentum * baseline + (1 - baseline_momentum) * float(np.mean(rewards))
+            pending = []
+    if policy is not None:
+        with torch.no_grad():
+            config, _, _ = _rollout(env, policy, generator, greedy=True)
+        result.greedy = env.evaluate(config)
+    return result
