@@ -1,0 +1,191 @@
+"""Slimmable operators: layers that run with the first ``k`` of their channels.
+
+A slimmable network keeps ONE set of weights at full width; a narrower configuration uses
+the leading slice of every weight tensor (``weight[:out, :in]``), exactly as in Joslim's
+``dyn_model.py`` and US-Nets' ``slimmable_ops.py``. Each operator holds its *active*
+channel counts, set from outside through ``set_in_ch`` / ``set_out_ch`` / ``set_groups``;
+the model-level logic that keeps those counts consistent lives in
+:class:`dynn.slimmable.dyn_model.DynModel`.
+
+Because the slice is taken before the convolution, a narrow configuration really computes
+less (``dynn.flops`` sees the smaller convolutions). For latency measurements
+:func:`export_static` goes one step further and copies the active slices into plain,
+contiguous, smaller layers, so the timed network is an ordinary small network.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class SlimConv2d(nn.Conv2d):
+    """Conv2d whose active input/output channels and groups can be changed at run time.
+
+    ``set_groups`` matters for depthwise convolutions, whose group count follows the
+    channel count (``groups = channels``).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.active_in_ch = self.in_channels
+        self.active_out_ch = self.out_channels
+        self.active_groups = self.groups
+
+    def set_in_ch(self, ch: int) -> None:
+        self.active_in_ch = int(ch)
+
+    def set_out_ch(self, ch: int) -> None:
+        self.active_out_ch = int(ch)
+
+    def set_groups(self, groups: int) -> None:
+        self.active_groups = int(groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.active_in_ch:
+            raise RuntimeError(f"SlimConv2d expects {self.active_in_ch} active input channels, got {x.shape[1]}")
+        in_per_group = self.active_in_ch // self.active_groups
+        weight = self.weight[: self.active_out_ch, :in_per_group]
+        bias = self.bias[: self.active_out_ch] if self.bias is not None else None
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.active_groups)
+
+
+class SlimBN(nn.BatchNorm2d):
+    """Sliced BatchNorm: one BN at full width whose first ``k`` channels serve width ``k``.
+
+    The running statistics are shared by every width during training (as in Joslim), so
+    they fit no particular configuration: evaluate a configuration only after
+    :func:`dynn.slimmable.training.recalibrate_bn` has re-estimated them for it.
+    Slices of the running buffers are views, so the in-place update of
+    ``F.batch_norm`` writes into the full buffers.
+    """
+
+    def __init__(self, num_features: int, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.active_ch = num_features
+
+    def set_out_ch(self, ch: int) -> None:
+        self.active_ch = int(ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.active_ch
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            # momentum None = cumulative moving average (what BN recalibration uses)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        use_batch_stats = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+        return F.batch_norm(
+            x,
+            self.running_mean[:c] if track and self.running_mean is not None else None,
+            self.running_var[:c] if track and self.running_var is not None else None,
+            self.weight[:c] if self.weight is not None else None,
+            self.bias[:c] if self.bias is not None else None,
+            use_batch_stats, factor, self.eps,
+        )
+
+
+class SlimLinear(nn.Linear):
+    """Classifier whose input width follows the last feature map; outputs (classes) fixed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.active_in_ch = self.in_features
+
+    def set_in_ch(self, ch: int) -> None:
+        self.active_in_ch = int(ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight[:, : self.active_in_ch], self.bias)
+
+
+class SlimZeroPadShortcut(nn.Module):
+    """Weight-free shortcut "A": average-pool by the stride, append zero channels.
+
+    The same operation as :class:`dynn.models.cifar_resnet.ZeroPadShortcut` (so the
+    slimmable CIFAR ResNet equals the foundation's at full width), with the number of
+    output channels set at run time. It can only *add* channels, which is why
+    ``decode_ch`` keeps a stage's residual width ≥ the previous stage's.
+    """
+
+    def __init__(self, out_channels: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.active_out_ch = out_channels
+
+    def set_in_ch(self, ch: int) -> None:  # the input width is whatever arrives
+        pass
+
+    def set_out_ch(self, ch: int) -> None:
+        self.active_out_ch = int(ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = F.avg_pool2d(x, self.stride)
+        extra = self.active_out_ch - x.shape[1]
+        if extra < 0:
+            raise RuntimeError(f"zero-pad shortcut cannot reduce {x.shape[1]} to {self.active_out_ch} channels")
+        return F.pad(x, (0, 0, 0, 0, 0, extra)) if extra else x
+
+
+class SlimProjectionShortcut(nn.Module):
+    """Shortcut "B": strided 1×1 SlimConv2d + SlimBN (ImageNet ResNets)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv = SlimConv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+        self.bn = SlimBN(out_channels)
+
+    def set_in_ch(self, ch: int) -> None:
+        self.conv.set_in_ch(ch)
+
+    def set_out_ch(self, ch: int) -> None:
+        self.conv.set_out_ch(ch)
+        self.bn.set_out_ch(ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round channels to a multiple of ``divisor`` without losing more than 10% (torchvision)."""
+    min_value = min_value or divisor
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+@torch.no_grad()
+def export_static(model: nn.Module) -> nn.Module:
+    """A deep copy in which every slimmable layer physically holds only its active slice.
+
+    The result computes the same function as ``model`` in its current configuration, but
+    each convolution owns a contiguous weight of the reduced shape, so latency measured on
+    it is the latency of a genuinely smaller network (no masks, no slicing at run time).
+    Its widths are fixed: do not call ``set_real_ch`` on the copy.
+    """
+    static = copy.deepcopy(model)
+    for m in static.modules():
+        if isinstance(m, SlimConv2d):
+            in_per_group = m.active_in_ch // m.active_groups
+            m.weight = nn.Parameter(m.weight[: m.active_out_ch, :in_per_group].contiguous())
+            if m.bias is not None:
+                m.bias = nn.Parameter(m.bias[: m.active_out_ch].contiguous())
+            m.in_channels, m.out_channels, m.groups = m.active_in_ch, m.active_out_ch, m.active_groups
+        elif isinstance(m, SlimBN):
+            c = m.active_ch
+            if m.weight is not None:
+                m.weight = nn.Parameter(m.weight[:c].contiguous())
+                m.bias = nn.Parameter(m.bias[:c].contiguous())
+            if m.running_mean is not None:
+                m.running_mean = m.running_mean[:c].contiguous()
+                m.running_var = m.running_var[:c].contiguous()
+            m.num_features = c
+        elif isinstance(m, SlimLinear):
+            m.weight = nn.Parameter(m.weight[:, : m.active_in_ch].contiguous())
+            m.in_features = m.active_in_ch
+    return static
