@@ -1,0 +1,236 @@
+"""Dynamic Routing: routing-space rules, real skipping = masked network, measured costs,
+budget loss, forced routes, mIoU, and the segmentation datasets (with tiny fake layouts)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import dynn.flops
+from dynn.data import DataError, get_dataset
+from dynn.routing import (
+    THRESHOLD, DynamicRoutingNet, MultipleOf, budget_loss, build_routing_space, cell_num_list,
+    confusion_matrix, evaluate, iou_from_confusion, poly_lr_lambda, route_diversity,
+)
+
+
+def _randomise(model: DynamicRoutingNet, seed: int = 0, spread: float = 3.0) -> DynamicRoutingNet:
+    """Random BN statistics and gates that differ between samples (some paths closed)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    for cell in model.cells:
+        if cell.gate is not None:
+            cell.gate.fc.weight.data = torch.randn(cell.gate.fc.weight.shape, generator=g) * spread
+            cell.gate.fc.bias.data = torch.randn(cell.gate.fc.bias.shape, generator=g) * 0.5
+    return model.eval()
+
+
+# ------------------------------------------------------------------ routing space
+def test_routing_space_follows_the_official_availability_rules():
+    assert cell_num_list(5) == [2, 3, 4, 4, 4]
+    nodes = build_routing_space(5, 8)
+    layer = {(n.layer, n.scale): n for n in nodes}
+    assert len(nodes) == 1 + 2 + 3 + 4 + 4 + 4
+    assert layer[(0, 0)].paths == ("keep", "down")  # initial cell: keep and down only
+    assert layer[(1, 1)].inputs == ((0, "down"),)  # the newest scale has no keep input
+    assert layer[(3, 2)].inputs == ((layer[(2, 1)].index, "down"), (layer[(2, 2)].index, "keep"))  # no up yet
+    assert layer[(4, 2)].inputs == ((layer[(3, 1)].index, "down"), (layer[(3, 2)].index, "keep"),
+                                    (layer[(3, 3)].index, "up"))
+    assert "up" not in layer[(2, 0)].paths and "down" not in layer[(4, 3)].paths
+    assert all(n.paths == ("keep",) for n in nodes if n.layer == 5)  # the last layer only keeps
+    assert [n.channels for n in nodes if n.layer == 5] == [8, 16, 32, 64]
+    used = {(src, path) for n in nodes for src, path in n.inputs}
+    produced = {(n.index, p) for n in nodes if n.layer < 5 for p in n.paths}
+    assert used == produced  # every transition feeds exactly the node the rules say
+
+
+# ------------------------------------------------------------------ real skipping
+@pytest.mark.parametrize("small_gate", [False, True])
+def test_real_skip_equals_masked_network_per_sample(small_gate):
+    torch.manual_seed(0)
+    model = _randomise(DynamicRoutingNet(5, layers=4, init_channels=8, small_gate=small_gate))
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        dense, skip = model(x), model.forward_skip(x)
+    torch.testing.assert_close(skip["logits"], dense["logits"], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(skip["real_cost"], dense["real_cost"])
+    for gd, gs in zip(dense["gates"], skip["gates"]):
+        torch.testing.assert_close(gs, gd)
+    opened = torch.stack([(g > THRESHOLD).any(1) for g in skip["gates"]], 1)  # samples × cells
+    assert (~opened).any(), "the test needs some closed cells"
+    assert len({tuple(r.tolist()) for r in opened}) > 1, "samples must take different routes"
+    assert skip["real_cost"].std() > 0
+
+
+def test_skipping_counts_exactly_the_reported_real_macs():
+    torch.manual_seed(1)
+    model = _randomise(DynamicRoutingNet(5, layers=4, init_channels=8), seed=1)
+    x = torch.randn(4, 3, 32, 32)
+    reported = model.forward_skip(x)["real_cost"]
+    counted = [dynn.flops.count_macs(model.forward_skip, x[i:i + 1]) for i in range(4)]
+    assert counted == [int(r) for r in reported]
+    assert max(counted) < model.cost_table((32, 32)).network_fix_cost + sum(model.cost_table((32, 32)).gate)
+
+
+def test_network_fix_cost_is_the_dense_network_and_c_full_is_computed():
+    model = DynamicRoutingNet(5, layers=3, init_channels=8, using_gate=False).eval()
+    x = torch.randn(2, 3, 32, 32)
+    table = model.cost_table((32, 32))
+    assert sum(table.gate) == 0
+    assert dynn.flops.count_macs(model, x[:1]) == table.network_fix_cost
+    out = model(x)
+    torch.testing.assert_close(out["expected_cost"], torch.full((2,), float(table.full_cost)))
+    torch.testing.assert_close(out["real_cost"], torch.full((2,), float(table.network_fix_cost)))
+    # per-op table = FlopCounterMode per submodule: sepconvs grow ~4x per coarser scale's 2x channels / 4x fewer pixels
+    by_scale = {n.scale: table.cell[n.index] for n in model.nodes if n.layer == 1}
+    assert by_scale[0] > 0 and by_scale[1] > 0
+
+
+def test_forced_route_closes_what_it_says():
+    torch.manual_seed(2)
+    model = DynamicRoutingNet(5, layers=4, init_channels=8).eval()
+    x = torch.randn(2, 3, 32, 32)
+    route = model.full_route()
+    for node, r in zip(model.nodes, route):  # keep only the finest scale, never go down
+        if node.scale > 0:
+            r.zero_()
+        elif "down" in node.paths:
+            r[node.paths.index("down")] = 0
+    out = model.forward_skip(x, route=route)
+    for node, g in zip(model.nodes, out["gates"]):
+        if node.scale > 0:
+            assert (g == 0).all()
+    assert dynn.flops.count_macs(lambda t: model.forward_skip(t, route=route), x[:1]) == int(out["real_cost"][0])
+    full = model.forward_skip(x)
+    assert (out["real_cost"] < full["real_cost"]).all()
+    replay = model.forward_skip(x, route=model.route_from_gates(full["gates"]))
+    torch.testing.assert_close(replay["logits"], full["logits"])
+
+
+def test_expected_cost_is_differentiable_in_the_gates():
+    model = DynamicRoutingNet(5, layers=3, init_channels=8).train()
+    out = model(torch.randn(2, 3, 32, 32))
+    out["expected_cost"].mean().backward()
+    grads = [c.gate.fc.bias.grad for c in model.cells]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+# ------------------------------------------------------------------ budget and schedule
+def test_budget_loss_schedule():
+    e = torch.tensor([30.0, 50.0])  # mean 40 of C_full 100 → ratio 0.4
+    assert budget_loss(e, 100, 0.1, 0.8, step_rate=0.39) == 0  # before unupdate_rate
+    assert budget_loss(e, 100, None, 0.8, step_rate=0.9) == 0  # Dynamic-Raw
+    half = budget_loss(e, 100, 0.1, 0.8, step_rate=0.41)  # halfway through the 0.02 warm-up
+    full = budget_loss(e, 100, 0.1, 0.8, step_rate=0.9)
+    assert float(full) == pytest.approx(0.8 * 0.3 ** 2)
+    assert float(half) == pytest.approx(0.5 * float(full))
+
+
+def test_poly_lr_with_warmup():
+    f = poly_lr_lambda(100, warmup_iters=10, warmup_factor=0.001)
+    assert f(0) == pytest.approx(0.001)
+    assert f(10) == pytest.approx(0.9 ** 0.9)
+    assert f(100) == 0
+    assert MultipleOf(32, min=32).problem(64) is None and MultipleOf(32).problem(48)
+
+
+def test_num_steps_is_saved_with_the_weights():
+    model = DynamicRoutingNet(3, layers=1, init_channels=4)
+    model.num_steps += 7
+    clone = DynamicRoutingNet(3, layers=1, init_channels=4)
+    clone.load_state_dict(model.state_dict())
+    assert int(clone.num_steps) == 7
+
+
+# ------------------------------------------------------------------ metric
+def test_miou_ignores_255_and_absent_classes():
+    target = torch.tensor([[0, 0, 1, 255], [1, 1, 0, 255]])
+    pred = torch.tensor([[0, 1, 1, 2], [1, 1, 0, 0]])
+    conf = confusion_matrix(pred, target, 3)
+    assert conf.sum() == 6
+    iou, miou = iou_from_confusion(conf)
+    # class 0: tp 2, fp 0, fn 1 → 2/3; class 1: tp 3, fp 1, fn 0 → 3/4; class 2 absent → NaN
+    assert iou[0] == pytest.approx(200 / 3) and iou[1] == pytest.approx(75.0) and np.isnan(iou[2])
+    assert miou == pytest.approx((200 / 3 + 75) / 2)
+
+
+def test_evaluate_reports_costs_and_routes():
+    data = get_dataset("digit_scenes", "test", seed=0, resolution=64, num_images=8)
+    model = _randomise(DynamicRoutingNet(data.num_classes, layers=3, init_channels=8), seed=3)
+    ev = evaluate(model, data, batch_size=4)
+    assert 0 <= ev["miou"] <= 100 and len(ev["real_cost"]) == 8
+    assert (ev["expected_cost"] <= model.cost_table((64, 64)).full_cost + 1e-3).all()
+    div = route_diversity(ev["gates"])
+    assert div["images"] == 8 and 1 <= div["distinct_routes"] <= 8
+
+
+# ------------------------------------------------------------------ data
+def test_digit_scenes_are_deterministic_and_multiscale():
+    a = get_dataset("digit_scenes", "train", seed=0, resolution=64, num_images=16, augment=False)
+    b = get_dataset("digit_scenes", "train", seed=0, resolution=64, num_images=16, augment=False)
+    c = get_dataset("digit_scenes", "train", seed=1, resolution=64, num_images=16, augment=False)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.images, c.images)
+    x, y = a[0]
+    assert x.shape == (3, 64, 64) and y.shape == (64, 64) and y.dtype == torch.long
+    values = set(torch.unique(a.labels).tolist())
+    assert 0 in values and 255 in values and values - {0, 255} <= set(range(1, 11))
+    assert all(2 <= len(s) <= 3 and len(set(s)) == len(s) for s in a.object_sizes)  # distinct sizes
+    assert a.num_classes == 11 and a.ignore_index == 255
+
+
+def _png(path, array, mode=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+
+
+def test_voc_through_torchvision_with_a_fake_layout(tmp_path):
+    base = tmp_path / "VOCdevkit" / "VOC2012"
+    names = {"train": ["a", "b", "c", "d"], "val": ["e"]}
+    rng = np.random.default_rng(0)
+    for split, items in names.items():
+        (base / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
+        (base / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(items) + "\n")
+        for n in items:
+            _png(base / "JPEGImages" / f"{n}.jpg", rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+            label = np.zeros((40, 50), np.uint8)
+            label[5:20, 5:20], label[20, :] = 15, 255
+            _png(base / "SegmentationClass" / f"{n}.png", label, mode="L")
+    train = get_dataset("voc", "train", data_root=str(tmp_path), resolution=32, seed=0, val_fraction=0.25)
+    test = get_dataset("voc", "test", data_root=str(tmp_path), resolution=64)
+    assert len(train) == 3 and len(test) == 1 and train.num_classes == 21
+    x, y = train[0]
+    assert x.shape == (3, 32, 32) and y.shape == (32, 32)
+    x, y = test[0]  # centre crop larger than the image: padded with the ignore label
+    assert x.shape == (3, 64, 64) and (y == 255).any() and (y == 15).any()
+
+
+def test_cityscapes_through_torchvision_with_a_fake_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, city in (("train", "aachen"), ("val", "frankfurt")):
+        for k in range(2):
+            stem = f"{city}_000000_00000{k}"
+            _png(tmp_path / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
+                 rng.integers(0, 255, (32, 64, 3), dtype=np.uint8))
+            label = np.full((32, 64), 7, np.uint8)  # road (train id 0)
+            label[:8], label[8:12] = 26, 0  # car (train id 13), unlabeled (ignored)
+            _png(tmp_path / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label, mode="L")
+    train = get_dataset("cityscapes", "train", data_root=str(tmp_path), resolution=32, augment=False, val_fraction=0.5)
+    test = get_dataset("cityscapes", "test", data_root=str(tmp_path), resolution=32)
+    assert train.num_classes == 19 and len(train) == 1 and len(test) == 2
+    _, y = test[0]
+    assert set(torch.unique(y).tolist()) <= {0, 13, 255} and (y == 0).any()
+
+
+@pytest.mark.parametrize("name", ["voc", "cityscapes"])
+def test_missing_data_root_is_one_clear_error(name, tmp_path):
+    with pytest.raises(DataError, match="data_root"):
+        get_dataset(name, "train", data_root="")
+    with pytest.raises(DataError, match="expected layout"):
+        get_dataset(name, "train", data_root=str(tmp_path))
