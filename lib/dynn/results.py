@@ -17,6 +17,23 @@ from dynn.plots import pareto_front
 # (mnist5k at 32x32, CIFAR-ResNet family), drawable on one accuracy–MACs plot.
 CLASSIFICATION = ("resnet_baseline", "blockdrop", "sdpoint", "slimmable")
 
+# Series that are ablations (e.g. evaluated without BatchNorm recalibration): measured and
+# kept in the tables, but not what a method would deploy, so left out of cross-method fronts.
+ABLATION_MARKERS = ("no recal", "no bn recal")
+
+
+def is_ablation(series: str | None) -> bool:
+    return any(m in str(series).lower() for m in ABLATION_MARKERS)
+
+
+# Reference curves drawn inside a method's notebook (the full network, plain training,
+# the same blocks dropped for everyone, static ResNets): compared against, not the method.
+BASELINE_MARKERS = ("baseline", "full network", "same blocks", "static")
+
+
+def is_baseline(series: str | None) -> bool:
+    return any(m in str(series).lower() for m in BASELINE_MARKERS)
+
 
 def result_files(runs_dir: str | Path) -> list[Path]:
     """``runs/<notebook>/<run>/results.json``, skipping shared stages and the report itself."""
@@ -63,16 +80,18 @@ def front(table: pd.DataFrame, x: str = "macs", y: str = "accuracy") -> pd.DataF
     return table.iloc[pareto_front(table[x].to_numpy(), table[y].to_numpy())]
 
 
-def best_within_budget(points: pd.DataFrame, budget_macs: float, by: str = "notebook") -> pd.DataFrame:
-    """Per group, the most accurate point costing at most ``budget_macs`` (NaN if none)."""
+def best_within_budget(points: pd.DataFrame, budget_macs: float,
+                       by: tuple[str, ...] = ("notebook", "series")) -> pd.DataFrame:
+    """Per group, the most accurate point costing at most ``budget_macs`` (groups with none are left out)."""
     rows = []
-    for key, group in points.groupby(by):
+    for key, group in points.groupby(list(by)):
         affordable = group[group["macs"] <= budget_macs]
         if affordable.empty:
-            rows.append({by: key, "accuracy": np.nan})
             continue
         best = affordable.loc[affordable["accuracy"].idxmax()]
-        rows.append({by: key, "series": best.get("series"), "label": best.get("label"),
-                     "accuracy": best["accuracy"], "macs": best["macs"],
-                     "latency_ms": best.get("latency_ms", np.nan)})
-    return pd.DataFrame(rows).sort_values("accuracy", ascending=False, na_position="last")
+        rows.append({**dict(zip(by, key)), "label": best.get("label"), "accuracy": best["accuracy"],
+                     "macs": best["macs"], "latency_ms": best.get("latency_ms", np.nan),
+                     "baseline": is_baseline(best.get("series"))})
+    if not rows:
+        return pd.DataFrame(columns=[*by, "label", "accuracy", "macs", "latency_ms", "baseline"])
+    return pd.DataFrame(rows).sort_values("accuracy", ascending=False).reset_index(drop=True)
