@@ -7,21 +7,25 @@ configurations trained between the full and the smallest width:
   for every layer, redrawn at every step.
 - :class:`LayerwiseSampler` — Joslim's idea (train the weights *for* the widths a search
   finds), with the search replaced by a **cost-targeted evolutionary search**: Joslim
-  fits Gaussian processes (BoTorch) to loss and cost and maximises a scalarised UCB;
-  BoTorch is not a dependency of this workbook, so we keep everything else of the loop —
+  fits Gaussian processes (BoTorch) to loss and cost and maximises a scalarised UCB by
+  gradient ascent; BoTorch is not a dependency of this workbook, so we keep everything
+  else of the loop —
   the first ``prior_points`` configurations uniform, a target cost ratio drawn uniformly
   at each proposal, a repair that lands the proposal within ±``tolerance`` of the target
   (Joslim binary-searches its scalarisation weight; we binary-search a width scale),
   configurations kept for ``tau`` steps, and every historical configuration's loss
   refreshed on held-out (validation) data every ``tau`` steps — and generate proposals by
-  crossover and mutation of the current Pareto front (loss vs MACs) instead of by
-  acquisition maximisation.
+  crossover and mutation of the current Pareto front (loss vs MACs). With ``surrogate``
+  (default) several offspring are generated per proposal and the one with the lowest
+  UCB of a Gaussian-process loss model (scikit-learn, Matérn 5/2 as in Joslim) is kept:
+  a GP-guided evolutionary search, Joslim's acquisition optimised by evolution.
 
 Both samplers keep their state in plain arrays (``state_dict``) so that a training stage
 resumed from a checkpoint continues the same search.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -74,11 +78,9 @@ class CostModel:
         return m.active_out_ch * m.active_in_ch / m.active_groups
 
     def fast(self, real_ch: list) -> float:
-        previous = getattr(self.model, "real_ch", None)
+        """Leaves ``real_ch`` applied to the model (callers set their own before running it)."""
         self.model.set_real_ch(real_ch)
         macs = self.fixed_macs + sum(unit * self._units(m) for m, unit in self.layers)
-        if previous is not None:
-            self.model.set_real_ch(previous)
         return macs / self.full_macs
 
     def exact(self, real_ch: list) -> float:
@@ -162,6 +164,9 @@ class LayerwiseSampler:
     mutation_prob: float = 0.3
     mutation_std: float = 0.15
     tolerance: float = 0.02
+    surrogate: bool = True     # rank offspring with a GP over the loss (Joslim's GP-UCB)
+    offspring_per_proposal: int = 8
+    beta: float = 0.1          # UCB weight, Joslim's default
     name: str = "layerwise"
     step: int = 0
     X: list = field(default_factory=list)        # width multipliers of every configuration seen
@@ -191,7 +196,9 @@ class LayerwiseSampler:
         if len(self.X) < self.prior_points or int(np.isfinite(self.loss).sum()) < 2:
             wm = self.model.uniform_wm(rng.uniform(self.min_width, 1.0))
         else:
-            wm = self.repair(self.offspring(rng, target), target)
+            children = [self.repair(self.offspring(rng, target), target)
+                        for _ in range(self.offspring_per_proposal if self.surrogate else 1)]
+            wm = children[self.rank(children, rng)] if len(children) > 1 else children[0]
         real = self.model.real_ch_of(wm)
         self.X.append([float(v) for v in wm])
         self.ratio.append(self.cost.exact(real))
@@ -212,6 +219,29 @@ class LayerwiseSampler:
         mutate = rng.random(a.shape) < self.mutation_prob
         child = child + mutate * rng.normal(0.0, self.mutation_std, a.shape)
         return np.clip(child, self.min_width, 1.0)
+
+    def rank(self, children: list[np.ndarray], rng: np.random.Generator) -> int:
+        """Index of the child with the lowest upper confidence bound of the predicted loss.
+
+        A Gaussian process (Matérn ν=2.5 + noise, scikit-learn) is fitted to the refreshed
+        losses of the history, as Joslim fits one with BoTorch; at a fixed target cost its
+        scalarised acquisition reduces to the loss's UCB, ``μ + √β·σ`` (standardised
+        losses), which we minimise over the offspring instead of by gradient ascent.
+        """
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        known = [i for i, v in enumerate(self.loss) if np.isfinite(v)]
+        X = np.asarray(self.X)[known]
+        y = np.asarray(self.loss)[known]
+        y = (y - y.mean()) / (y.std() + 1e-9)
+        kernel = ConstantKernel(1.0) * Matern(length_scale=0.5, nu=2.5) + WhiteKernel(0.1)
+        gp = GaussianProcessRegressor(kernel, normalize_y=False, random_state=int(rng.integers(2**31 - 1)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # small histories: kernel bounds warnings are expected
+            gp.fit(X, y)
+        mu, sd = gp.predict(np.asarray(children), return_std=True)
+        return int(np.argmin(mu + np.sqrt(self.beta) * sd))
 
     def repair(self, wm: np.ndarray, target: float, iters: int = 12) -> np.ndarray:
         """Move ``wm`` towards the smallest or the full network until its MACs ratio hits ``target``.

@@ -127,14 +127,15 @@ def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warm
 
 
 def make_sampler(kind: str, net: DynModel, *, min_width: float, num_sampled: int, resolution: int,
-                 in_channels: int = 3, tau: int = 10, search_budget: int = 40, prior_points: int | None = None):
-    """``uniform`` (US-Nets) or ``layerwise`` (Joslim-style, evolutionary search)."""
+                 in_channels: int = 3, tau: int = 10, search_budget: int = 40, prior_points: int | None = None,
+                 surrogate: bool = True):
+    """``uniform`` (US-Nets) or ``layerwise`` (Joslim-style, GP-guided evolutionary search)."""
     if kind == "uniform":
         return UniformSampler(net, min_width, num_sampled)
     if kind == "layerwise":
         prior = prior_points if prior_points is not None else max(2, min(20, search_budget // 4))
         return LayerwiseSampler(net, CostModel(net, resolution, in_channels), min_width, num_sampled,
-                                tau=tau, search_budget=search_budget, prior_points=prior)
+                                tau=tau, search_budget=search_budget, prior_points=prior, surrogate=surrogate)
     raise ValueError(f"sampler must be 'uniform' or 'layerwise', got {kind!r}")
 
 
