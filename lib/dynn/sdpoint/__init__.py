@@ -19,7 +19,7 @@ import torch
 
 from dynn.sdpoint.agent import AGENTS, REWARDS, DownsamplingEnv, SearchResult, search  # noqa: F401
 from dynn.sdpoint.evaluate import (  # noqa: F401
-    BN_MODES, accuracy, bn_state, calibration_batches, config_accuracy, config_latency,
+    BN_MODES, accuracy, bn_state, cached_table, calibration_batches, config_accuracy, config_latency,
     evaluate_instances, recalibrate_bn, restore_bn_state, stack_dataset,
 )
 from dynn.sdpoint.model import (  # noqa: F401

@@ -11,15 +11,17 @@ official behaviour as ``mode="official"``.
 """
 from __future__ import annotations
 
-import copy
+from pathlib import Path
 from typing import Iterable, Sequence
 
+import pandas as pd
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
 from dynn.data import make_loader
 from dynn.flops import measure_latency
+from dynn.runs import atomic_write_text
 from dynn.sdpoint.model import Config, SDPointNet
 
 BN_MODES = ("average", "official")
@@ -164,5 +166,16 @@ def config_latency(model: SDPointNet, config: Sequence[float], x: torch.Tensor, 
         return measure_latency(model, x, min_run_time=min_run_time).median_ms
 
 
-def copy_model(model: SDPointNet) -> SDPointNet:
-    return copy.deepcopy(model)
+def cached_table(path: str | Path, compute) -> pd.DataFrame:
+    """``compute()`` (a list of dicts) as a DataFrame, stored at ``path`` (CSV) and reused.
+
+    The instance table is the expensive part of a run after training (2N+3 instances × 2
+    models × with/without recalibration); a sweep over the agent's parameters keys it by
+    the parameters it depends on (through :func:`dynn.runs.stage_dir`) and computes it once.
+    """
+    path = Path(path)
+    if path.exists():
+        return pd.read_csv(path, dtype={"point": str})
+    table = pd.DataFrame(compute())
+    atomic_write_text(path, table.to_csv(index=False))
+    return table
