@@ -417,7 +417,7 @@ def run_chosen(model: AdaSkipNet, input_list, r_all: torch.Tensor, lite_j: torch
         frames.append(len(idx))
         if len(idx):
             pred[idx[:, 0], idx[:, 1]] = fc(net(input_list[k][idx[:, 0], idx[:, 1]]))
-    if model.lite_action is not None:
+    if model.lite_action is not None and lite_j is not None:
         sel = choice == model.lite_action
         pred[sel] = lite_j[sel]
     used = (choice < model.reso_dim).to(pred.dtype)
@@ -438,6 +438,15 @@ def infer_efficient(model: AdaSkipNet, input_list, *, tau: float = 1.0, decision
     lite_j, r_all, _ = policy_efficient(model, input_list, tau=tau, decision=decision, noise=noise, actions=actions)
     output, _ = run_chosen(model, input_list, r_all, lite_j)
     return output, r_all
+
+
+@torch.no_grad()
+def infer_uniform(model: AdaSkipNet, input_list, resolution: int) -> torch.Tensor:
+    """Uniform baseline with AR-Net's own backbone ``resolution``: every frame, no policy."""
+    b, steps = input_list[0].shape[:2]
+    r_all = F.one_hot(torch.full((b, steps), int(resolution), device=input_list[0].device),
+                      model.action_dim).to(input_list[0].dtype)
+    return run_chosen(model, input_list, r_all)[0]
 
 
 # ---------------------------------------------------------------- costs and loss
@@ -599,14 +608,16 @@ def _noise_for(batch_index: int, shape, seed: int, device) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: AdaSkipNet, data, *, mode: str = "efficient", decision: str = "argmax", tau: float = 1.0,
-             batch_size: int = 64, device="cpu", seed: int = 0, action_sampler=None,
+             batch_size: int = 64, device="cpu", seed: int = 0, action_sampler=None, resolution: int = 0,
              count_macs: bool = True) -> Evaluation:
     """Accuracy, chosen actions and *measured* MACs per video of one inference mode.
 
     ``mode``: ``efficient`` (:func:`infer_efficient`), ``masked`` (official forward, every
     backbone on every frame), ``random`` (decisions drawn by ``action_sampler(B, T,
-    generator)`` instead of the policy, executed efficiently) or ``all`` (every resolution
-    on every frame, averaged: the official ``all_policy``). MACs come from FlopCounterMode
+    generator)`` instead of the policy, executed efficiently), ``uniform`` (action
+    ``resolution`` on every frame with AR-Net's own networks: every frame through one
+    backbone, or the LSTM's prediction on every frame) or ``all`` (every resolution on
+    every frame, averaged: the official ``all_policy``). MACs come from FlopCounterMode
     around the actual calls, divided by the number of videos.
     """
     from torch.utils.flop_counter import FlopCounterMode
@@ -633,6 +644,14 @@ def evaluate(model: AdaSkipNet, data, *, mode: str = "efficient", decision: str 
                 gen = torch.Generator().manual_seed(seed * 104729 + i)
                 actions = action_sampler(b, steps, gen).to(inputs[0].device)
                 lite_j, r_all, pf = policy_efficient(model, inputs, tau=tau, actions=actions)
+                out, bf = run_chosen(model, inputs, r_all, lite_j)
+            elif mode == "uniform":
+                r_all = F.one_hot(torch.full((b, steps), int(resolution), device=inputs[0].device),
+                                  model.action_dim).to(inputs[0].dtype)
+                lite_j, pf = None, 0
+                if resolution == model.lite_action:  # the policy's own prediction on every frame (LSTM)
+                    lite, _ = model.get_lite_j_and_r(inputs, False, tau)
+                    lite_j, pf = torch.stack(lite, 1), b * steps
                 out, bf = run_chosen(model, inputs, r_all, lite_j)
             elif mode in ("masked", "all"):
                 if mode == "all":
@@ -777,8 +796,8 @@ def check_config(params: dict) -> None:
         problems.append("parameters 'multi_models' and 'policy_also_backbone' are both False: nothing would predict")
     if params["w_acc"] == 0 and params["w_eff"] == 0:
         problems.append("parameters 'w_acc' and 'w_eff' are both 0: the loss would be empty")
-    if params["dataset"] == "moving_digits" and params["reso_list"][0] < 12:
-        problems.append(f"parameter 'reso_list' = {reso!r}: moving_digits needs frames of at least 12 px")
+    if params["dataset"] == "moving_digits" and params["reso_list"][0] < 8:
+        problems.append(f"parameter 'reso_list' = {reso!r}: moving_digits needs frames of at least 8 px")
     if problems:
         raise ParameterError("invalid notebook parameters:\n  - " + "\n  - ".join(problems))
 
@@ -891,7 +910,7 @@ def train_joint(model: AdaSkipNet, params: dict, train_data, action_costs: torch
     """Stage 2: policy and backbones together (masked forward, Gumbel τ decaying per epoch)."""
     from dynn.train import fit
 
-    schedule = TemperatureSchedule(params["init_tau"])
+    schedule = TemperatureSchedule(params["init_tau"], params.get("tau_decay", -0.045))
     step = make_joint_step(schedule, action_costs, w_acc=params["w_acc"], w_eff=params["w_eff"],
                            uniform_loss_weight=params["uniform_loss_weight"], reso_dim=model.reso_dim)
     fit(model, step, train_data, epochs=params["joint_epochs"],
@@ -907,7 +926,7 @@ def train_finetune(model: AdaSkipNet, params: dict, train_data, action_costs: to
     from dynn.train import fit
 
     freeze_policy(model)
-    schedule = TemperatureSchedule(init_tau)
+    schedule = TemperatureSchedule(init_tau, params.get("tau_decay", -0.045))
     if params["finetune_epochs"] == 0:
         return init_tau
     step = make_joint_step(schedule, action_costs, w_acc=params["w_acc"], w_eff=params["w_eff"],

@@ -95,7 +95,7 @@ def _scaled(digit: torch.Tensor, side: int) -> torch.Tensor:
 
 def _render(rng, digit: torch.Tensor, types: np.ndarray, s: int) -> torch.Tensor:
     clip = torch.zeros(len(types), s, s)
-    small = max(3, int(round(s * rng.uniform(0.3, 0.4))))
+    small = max(3, int(round(s * rng.uniform(0.45, 0.55))))
     small_digit = _scaled(digit, small)
     pos = rng.uniform(0, s - small, size=2)
     vel = rng.uniform(1, 3, size=2) * rng.choice([-1, 1], size=2) * s / 32
@@ -110,7 +110,7 @@ def _render(rng, digit: torch.Tensor, types: np.ndarray, s: int) -> torch.Tensor
             y, x = (int(round(v)) for v in pos)
             clip[t, y:y + small, x:x + small] = small_digit[:s - y, :s - x]
         else:  # large digit with jitter
-            side = max(3, int(round(s * rng.uniform(0.8, 1.0))))
+            side = max(3, int(round(s * rng.uniform(0.85, 1.0))))
             y, x = rng.integers(0, s - side + 1, size=2)
             clip[t, y:y + side, x:x + side] = _scaled(digit, side)
         pos = pos + vel  # the small digit keeps moving even while not shown
@@ -142,7 +142,7 @@ def _mnist_digits(split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @functools.lru_cache(maxsize=16)
 def generate_clips(split: str, seed: int, size: int, clip_frames: int, num_clips: int,
-                   type_probs=(0.25, 0.2, 0.3, 0.25), persist: float = 0.6):
+                   type_probs=(0.2, 0.2, 0.3, 0.3), persist: float = 0.6):
     """The ``moving_digits`` generator; returns ``(clips N×T×H×W uint8, frame_types N×T, targets N)``.
 
     Clip ``i`` depends only on ``(seed, split, i)`` (its own random stream), so a prefix of a
@@ -175,10 +175,10 @@ class MovingDigits(Dataset):
        ``type_probs`` — so runs of uninformative frames exist, which skip-2/skip-4 can
        exploit. Clips with fewer than a quarter informative frames are redrawn.
     3. ``blank``: a black frame with faint noise. ``noise``: bright random blobs (clutter the
-       size of a digit stroke). ``small digit``: the digit scaled to 30–40 % of the frame,
+       size of a digit stroke). ``small digit``: the digit scaled to 45–55 % of the frame,
        moving on a straight line that bounces off the borders — at the lowest resolution it
        is a few pixels wide, so it needs a high-resolution backbone. ``large digit``: the
-       digit filling 80–100 % of the frame with a small jitter — a low resolution suffices.
+       digit filling 85–100 % of the frame with a small jitter — a low resolution suffices.
 
     ``frame_types`` (clips × ``clip_frames``) is kept so a notebook can ask what a policy
     did on each kind of frame (:meth:`sampled_frame_types`).
