@@ -237,3 +237,25 @@ def test_video_frames_errors_name_the_parameter(tmp_path):
     (tmp_path / "train.txt").write_text("missing_video 10 0\n")
     with pytest.raises(DataError, match="does not exist"):
         dynn.data.get_dataset("video_frames", "train", data_root=str(tmp_path))
+
+
+def test_check_config_rejects_sizes_the_cifar_resnet_cannot_halve_twice():
+    params = {"reso_list": [24, 18, 12, 9], "multi_models": True, "backbone_list": ["cifar_resnet8"] * 3,
+              "policy_input_offset": 3, "policy_also_backbone": True, "w_acc": 1, "w_eff": 0,
+              "dataset": "moving_digits"}
+    with pytest.raises(ParameterError, match="divisible by 4"):
+        A.check_config(params)
+
+
+def test_torchvision_backbones_by_name():
+    """The official networks (ResNet per resolution, MobileNetV2 policy) plug in by name."""
+    model = A.AdaSkipNet(5, backbone_list=["resnet18"], reso_list=[32, 16], policy_backbone="mobilenet_v2",
+                         policy_input_offset=1, hidden_dim=8).eval()
+    assert model.policy_feat_dim == 1280 and model.action_dim == 2 + 3
+    g = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(2, 3, 3, r, r, generator=g) for r in (32, 16)]
+    noise = A.gumbel_noise((2, 3, model.action_dim), generator=g)
+    with torch.no_grad():
+        out, r_all, _, _ = model(input=inputs, decision="sample", noise=noise)
+    out2, r2 = A.infer_efficient(model, inputs, decision="sample", noise=noise)
+    torch.testing.assert_close(out, out2, atol=1e-5, rtol=1e-4)

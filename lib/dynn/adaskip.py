@@ -789,6 +789,10 @@ def check_config(params: dict) -> None:
     if params["multi_models"] and len(params["backbone_list"]) > len(reso):
         problems.append(f"parameter 'backbone_list' has {len(params['backbone_list'])} backbones but 'reso_list' "
                         f"only {len(reso)} sizes: one size per backbone (+ the policy's)")
+    for k, name in enumerate(params["backbone_list"] if params["multi_models"] else []):
+        if name.startswith("cifar_resnet") and k < len(reso) and reso[k] % 4:
+            problems.append(f"parameter 'reso_list' = {reso!r}: {name} (backbone {k}) needs a size divisible by 4, "
+                            f"got {reso[k]} (its zero-padding shortcuts halve the size twice)")
     if not 0 <= params["policy_input_offset"] < len(reso):
         problems.append(f"parameter 'policy_input_offset' = {params['policy_input_offset']!r}: must index "
                         f"'reso_list' (0..{len(reso) - 1})")
