@@ -220,3 +220,14 @@ def test_registered_backbones():
     assert {"resnext101_32x4d", "resnext152_32x4d"} <= set(names)
     assert sum(preresnet.LAYERS[200][1]) == 66
     assert sdpoint.official_milestones(115) == [40, 75, 105]
+
+
+def test_large_evaluation_sets_are_read_batch_by_batch():
+    model = _tiny()
+    data = torch.utils.data.TensorDataset(torch.randn(20, 3, 32, 32), torch.randint(0, 10, (20,)))
+    x, y = sdpoint.eval_data(data, 0)
+    assert isinstance(x, torch.Tensor) and len(x) == 20
+    ds, none = sdpoint.eval_data(data, 12, max_bytes=1000)
+    assert none is None and len(ds) == 12 and sdpoint.input_shape_of(ds) == (3, 32, 32)
+    assert sdpoint.accuracy(model, ds, batch_size=5) == sdpoint.accuracy(model, x[:12], y[:12])
+    assert sdpoint.example_batch(ds, 4).shape == (4, 3, 32, 32)

@@ -20,7 +20,8 @@ import torch
 from dynn.sdpoint.agent import AGENTS, REWARDS, DownsamplingEnv, SearchResult, search  # noqa: F401
 from dynn.sdpoint.evaluate import (  # noqa: F401
     BN_MODES, accuracy, bn_state, cached_table, calibration_batches, config_accuracy, config_latency,
-    evaluate_instances, recalibrate_bn, restore_bn_state, stack_dataset,
+    eval_data, evaluate_instances, example_batch, input_shape_of, recalibrate_bn, restore_bn_state,
+    stack_dataset,
 )
 from dynn.sdpoint.model import (  # noqa: F401
     ARCH_DEPTHS, SAMPLING, SDPointNet, backbone_name, backbone_parts, create,

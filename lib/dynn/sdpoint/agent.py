@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dynn.sdpoint.evaluate import config_accuracy
+from dynn.sdpoint.evaluate import config_accuracy, input_shape_of
 from dynn.sdpoint.model import Config, SDPointNet
 
 REWARDS = ("linear", "amc")
@@ -47,7 +47,7 @@ class Evaluation:
 class DownsamplingEnv:
     """The network seen as a sequence of points to decide on (one episode = one walk)."""
 
-    def __init__(self, model: SDPointNet, val_x: torch.Tensor, val_y: torch.Tensor, *,
+    def __init__(self, model: SDPointNet, val_x, val_y: torch.Tensor | None, *,
                  calibration: Sequence[torch.Tensor] | None, bn_mode: str = "average",
                  reward: str = "linear", cost_weight: float = 1.0,
                  actions: Sequence[float] | None = None):
@@ -57,7 +57,7 @@ class DownsamplingEnv:
         self.calibration, self.bn_mode = calibration, bn_mode
         self.reward_kind, self.cost_weight = reward, cost_weight
         self.actions = tuple(actions) if actions else (1.0, *model.ratios)
-        self.input_shape = tuple(val_x.shape[1:])
+        self.input_shape = input_shape_of(val_x)
         shapes = [s for _, s in model.trace_shapes(model.full_config(), self.input_shape)]
         self.channels = [s[0] for s in shapes]
         self.sizes = [(s[1], s[2]) for s in shapes]  # H, W after each point at full cost

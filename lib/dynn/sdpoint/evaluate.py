@@ -11,13 +11,14 @@ official behaviour as ``mode="official"``.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from dynn.data import make_loader
 from dynn.flops import measure_latency
@@ -32,6 +33,35 @@ def stack_dataset(data: Dataset, limit: int | None = None) -> tuple[torch.Tensor
     n = len(data) if not limit else min(limit, len(data))
     xs, ys = zip(*(data[i] for i in range(n)))
     return torch.stack(xs), torch.as_tensor(ys)
+
+
+def eval_data(data: Dataset, limit: int = 0, *, max_bytes: int = 2**30):
+    """``(images, labels)`` tensors when the (first ``limit``) images fit in ``max_bytes``,
+    else ``(dataset, None)``, which the evaluation functions read batch by batch (ImageNet)."""
+    n = len(data) if not limit else min(limit, len(data))
+    image = data[0][0]
+    if n * image.numel() * image.element_size() <= max_bytes:
+        return stack_dataset(data, n)
+    return (data if n == len(data) else Subset(data, range(n))), None
+
+
+def example_batch(x, n: int) -> torch.Tensor:
+    """The first ``n`` images of tensors or a dataset (for latency measurements)."""
+    if isinstance(x, torch.Tensor):
+        return x[:n]
+    return torch.stack([x[i][0] for i in range(min(n, len(x)))])
+
+
+def input_shape_of(x) -> tuple[int, ...]:
+    return tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else tuple(x[0][0].shape)
+
+
+def _batches(x, y, batch_size: int):
+    if isinstance(x, torch.Tensor):
+        for i in range(0, len(x), batch_size):
+            yield x[i:i + batch_size], y[i:i + batch_size]
+    else:
+        yield from make_loader(x, batch_size, num_workers=min(8, os.cpu_count() or 1) if len(x) > 5000 else 0)
 
 
 def calibration_batches(data: Dataset, *, batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
@@ -95,21 +125,23 @@ def recalibrate_bn(model: SDPointNet, config: Sequence[float], batches: Iterable
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 250) -> dict:
-    """Top-1 and top-5 accuracy (%) of ``model`` in eval mode on tensors ``x``, ``y``."""
+def accuracy(model: nn.Module, x, y: torch.Tensor | None = None, *, batch_size: int = 250) -> dict:
+    """Top-1 and top-5 accuracy (%) of ``model`` in eval mode on tensors ``x``, ``y`` (or on
+    a dataset ``x`` with ``y=None``, see :func:`eval_data`)."""
     device = next(model.parameters()).device
     model.eval()
-    c1 = c5 = 0
-    for i in range(0, len(y), batch_size):
-        logits = model(x[i:i + batch_size].to(device))
-        target = y[i:i + batch_size].to(device)
+    c1 = c5 = n = 0
+    for xb, yb in _batches(x, y, batch_size):
+        logits = model(xb.to(device))
+        target = yb.to(device)
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         c1 += int((top[:, 0] == target).sum())
         c5 += int((top == target[:, None]).any(1).sum())
-    return {"top1": 100.0 * c1 / len(y), "top5": 100.0 * c5 / len(y)}
+        n += len(target)
+    return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}
 
 
-def config_accuracy(model: SDPointNet, config: Config, x: torch.Tensor, y: torch.Tensor, *,
+def config_accuracy(model: SDPointNet, config: Config, x, y: torch.Tensor | None, *,
                     calibration: Sequence[torch.Tensor] | None = None, bn_mode: str = "average",
                     restore: bool = True) -> dict:
     """Accuracy of one configuration, after BN recalibration when ``calibration`` is given.
@@ -128,7 +160,7 @@ def config_accuracy(model: SDPointNet, config: Config, x: torch.Tensor, y: torch
             restore_bn_state(model, saved)
 
 
-def evaluate_instances(model: SDPointNet, x: torch.Tensor, y: torch.Tensor, *,
+def evaluate_instances(model: SDPointNet, x, y: torch.Tensor | None, *,
                        calibration: Sequence[torch.Tensor] | None = None,
                        bn_mode: str = "average") -> list[dict]:
     """Accuracy and MACs of every instance (official order), with or without recalibration.
@@ -138,7 +170,7 @@ def evaluate_instances(model: SDPointNet, x: torch.Tensor, y: torch.Tensor, *,
     statistics are restored at the end either way.
     """
     saved = bn_state(model)
-    input_shape = tuple(x.shape[1:])
+    input_shape = input_shape_of(x)
     full = model.macs(model.full_config(), input_shape)
     rows = []
     try:
