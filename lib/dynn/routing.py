@@ -29,7 +29,6 @@ What this module provides:
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -568,6 +567,7 @@ def train_stage(model: DynamicRoutingNet, train_data, *, run_dir, stage: str, ep
     checkpoint so :func:`dynn.train.fit` resumes from there (weights, optimizer, lr
     schedule and step count), which is exactly what an uninterrupted run would have done.
     """
+    from dynn.runs import atomic_torch_save
     from dynn.train import checkpoint_path, fit
 
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
@@ -576,7 +576,10 @@ def train_stage(model: DynamicRoutingNet, train_data, *, run_dir, stage: str, ep
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, poly_lr_lambda(total_steps, warmup_iters))
     ckpt = checkpoint_path(run_dir, stage)
     if start_from is not None and not ckpt.exists() and Path(start_from).exists():
-        shutil.copyfile(start_from, ckpt)
+        state = torch.load(start_from, map_location="cpu", weights_only=False)
+        # The shared epochs become this stage's first epochs (so metrics.csv lists them once).
+        state["history"] = [{**row, "stage": stage, "shared_from": str(start_from)} for row in state.get("history", [])]
+        atomic_torch_save(state, ckpt)
     step = RoutingStep(total_steps, budget_mu, budget_lambda, unupdate_rate)
     return fit(model, step, train_data, epochs=epochs, optimizer=opt, scheduler=scheduler,
                scheduler_per_step=True, batch_size=batch_size, run_dir=run_dir, stage=stage,
