@@ -259,3 +259,16 @@ def test_torchvision_backbones_by_name():
         out, r_all, _, _ = model(input=inputs, decision="sample", noise=noise)
     out2, r2 = A.infer_efficient(model, inputs, decision="sample", noise=noise)
     torch.testing.assert_close(out, out2, atol=1e-5, rtol=1e-4)
+
+
+def test_build_model_is_seeded():
+    """Initialisation must not depend on the RNG state left by earlier (possibly resumed) stages."""
+    params = {"backbone_list": ["cifar_resnet8"] * 3, "reso_list": RESO, "policy_backbone": "tiny",
+              "policy_input_offset": 3, "hidden_dim": 8, "skip_list": [1, 2, 4], "policy_also_backbone": True,
+              "multi_models": True, "online_policy": True, "dropout": 0.5, "base_width": 4, "policy_width": 4,
+              "cx_quirk": True, "seed": 3}
+    a = A.build_model(params, 10)
+    torch.rand(100)
+    b = A.build_model(params, 10)
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(p, q), n

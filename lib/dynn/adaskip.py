@@ -860,7 +860,14 @@ def pick_timeline_videos(ev: Evaluation, n: int) -> np.ndarray:
 
 
 def build_model(params: dict, num_classes: int) -> AdaSkipNet:
-    """AR-Net from a notebook's parameters."""
+    """AR-Net from a notebook's parameters.
+
+    Seeds first: the initialisation must not depend on whether stage 1 was trained in this
+    process or loaded from its checkpoints (same parameters + seed = same results).
+    """
+    from dynn.train import seed_everything
+
+    seed_everything(params["seed"] * 1009 + 1)
     return AdaSkipNet(
         num_classes, backbone_list=params["backbone_list"], reso_list=params["reso_list"],
         policy_backbone=params["policy_backbone"], policy_input_offset=params["policy_input_offset"],
@@ -890,14 +897,15 @@ def pretrain_backbones(params: dict, train_data, num_classes: int, stage_dir, *,
     SGD with momentum 0.9, the ``fc_lr5`` groups, gradient clipping, cosine decay over the
     (few) epochs. Returns the trained TSNs in eval mode.
     """
-    from dynn.train import fit
+    from dynn.train import fit, seed_everything
 
     jobs = [(params["backbone_list"][k], k, params["base_width"], f"tsn{k}_{params['reso_list'][k]}px")
             for k in range(len(params["backbone_list"]) if params["multi_models"] else 0)]
     off = params["policy_input_offset"]
     jobs.append((params["policy_backbone"], off, params["policy_width"], f"policy_{params['reso_list'][off]}px"))
     trained = []
-    for name, k, width, stage in jobs:
+    for i, (name, k, width, stage) in enumerate(jobs):
+        seed_everything(params["seed"] * 1009 + 100 + i)  # independent of which stages were resumed
         tsn = TSN(name, num_classes, base_width=width, dropout=params["dropout"])
         optimizer = _sgd(tsn, params["backbone_lr"], params["weight_decay"])
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params["backbone_epochs"])
