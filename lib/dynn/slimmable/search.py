@@ -170,7 +170,7 @@ class LayerwiseSampler:
     name: str = "layerwise"
     step: int = 0
     X: list = field(default_factory=list)        # width multipliers of every configuration seen
-    ratio: list = field(default_factory=list)    # their MACs ratio (dynn.flops)
+    ratio: list = field(default_factory=list)    # their MACs ratio (CostModel.fast = dynn.flops count)
     loss: list = field(default_factory=list)     # their latest held-out loss
     target: list = field(default_factory=list)   # the cost target each was proposed for
     current: list = field(default_factory=list)
@@ -201,7 +201,7 @@ class LayerwiseSampler:
             wm = children[self.rank(children, rng)] if len(children) > 1 else children[0]
         real = self.model.real_ch_of(wm)
         self.X.append([float(v) for v in wm])
-        self.ratio.append(self.cost.exact(real))
+        self.ratio.append(self.cost.fast(real))  # = cost.exact(real) (tested), without a FlopCounterMode pass
         self.loss.append(float("nan"))  # filled in at the next refresh
         self.target.append(target)
         return wm
