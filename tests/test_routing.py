@@ -111,6 +111,18 @@ def test_forced_route_closes_what_it_says():
     torch.testing.assert_close(replay["logits"], full["logits"])
 
 
+def test_replace_mode_route_runs_no_gates():
+    model = _randomise(DynamicRoutingNet(5, layers=3, init_channels=8), seed=4)
+    x = torch.randn(2, 3, 32, 32)
+    route = model.full_route()
+    skip = model.forward_skip(x, route=route, route_mode="replace")
+    dense = model(x, route=route, route_mode="replace")
+    torch.testing.assert_close(skip["logits"], dense["logits"], rtol=1e-3, atol=1e-4)
+    fix_cost = model.cost_table((32, 32)).network_fix_cost  # every path at α = 1, no gate run
+    counted = dynn.flops.count_macs(lambda t: model.forward_skip(t, route=route, route_mode="replace"), x[:1])
+    assert counted == int(skip["real_cost"][0]) == fix_cost
+
+
 def test_expected_cost_is_differentiable_in_the_gates():
     model = DynamicRoutingNet(5, layers=3, init_channels=8).train()
     out = model(torch.randn(2, 3, 32, 32))

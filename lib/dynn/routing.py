@@ -264,8 +264,9 @@ class DynamicRoutingNet(nn.Module):
     ``forward(x, step_rate, route)`` returns a dict with ``logits``, ``gates`` (one
     ``B×P`` tensor per node, after masking), ``expected_cost`` and ``real_cost`` (``B``,
     MACs per image). ``route`` forces a route by hand: one tensor per node of shape ``P``
-    or ``B×P`` multiplied into the gates (0 closes a path; with ``using_gate=False`` it
-    *is* the route). ``num_steps`` counts training steps (saved with the weights, so a
+    or ``B×P``. With ``route_mode="mask"`` it is multiplied into the gates (0 closes a
+    path, 1 leaves the gate's choice); with ``"replace"`` it *is* α and the gates are not
+    run at all (so they cost nothing). ``num_steps`` counts training steps (saved with the weights, so a
     resumed run knows how far training has gone — the budget and drop path schedules
     depend on it).
     """
@@ -317,12 +318,13 @@ class DynamicRoutingNet(nn.Module):
     def full_cost(self, size) -> int:
         return self.cost_table(size).full_cost
 
-    def _node_costs(self, table: CostTable, node: Node, alpha: torch.Tensor, reach: torch.Tensor):
+    def _node_costs(self, table: CostTable, node: Node, alpha: torch.Tensor, reach: torch.Tensor,
+                    gate_ran: bool = True):
         """Expected (differentiable) and real (indicator) MACs of one node, per sample."""
         path_costs = alpha.new_tensor(table.path[node.index])
         opened = (alpha > THRESHOLD).to(alpha.dtype)
         expected = alpha.max(1).values * table.cell[node.index] + (alpha * path_costs).sum(1)
-        real = (reach.to(alpha.dtype) * table.gate[node.index]
+        real = (reach.to(alpha.dtype) * (table.gate[node.index] if gate_ran else 0)
                 + opened.amax(1) * table.cell[node.index] + (opened * path_costs).sum(1))
         return expected, real
 
@@ -337,17 +339,21 @@ class DynamicRoutingNet(nn.Module):
         return [(g > THRESHOLD).float() for g in gates]
 
     # ---------------------------------------------------------------- forward passes
-    def _alpha(self, cell: Cell, h: torch.Tensor, reach: torch.Tensor, route) -> torch.Tensor:
-        alpha = cell.gates(h)
-        if route is not None:
-            alpha = alpha * route[cell.node.index].to(alpha)
+    def _alpha(self, cell: Cell, h: torch.Tensor, reach: torch.Tensor, route, route_mode: str = "mask") -> torch.Tensor:
+        if route is not None and route_mode == "replace":
+            alpha = route[cell.node.index].to(h).expand(h.shape[0], len(cell.node.paths))
+        else:
+            alpha = cell.gates(h)
+            if route is not None:
+                alpha = alpha * route[cell.node.index].to(alpha)
         # A cell that nothing reaches is closed (the official inference drops it too).
         alpha = alpha * reach.to(alpha.dtype)[:, None]
         if not self.training:  # exact zeros, so masked and really-skipped inference agree
             alpha = alpha * (alpha > THRESHOLD)
         return alpha
 
-    def forward(self, x: torch.Tensor, step_rate: float = 0.0, route=None, with_costs: bool = True) -> dict:
+    def forward(self, x: torch.Tensor, step_rate: float = 0.0, route=None, with_costs: bool = True,
+                route_mode: str = "mask") -> dict:
         """Dense pass: every cell computed, outputs multiplied by the gates (training path)."""
         B = x.shape[0]
         h0 = self.stem(x)
@@ -361,7 +367,7 @@ class DynamicRoutingNet(nn.Module):
             else:
                 h = sum(outs[src][path] for src, path in node.inputs)
                 reach = torch.stack([reach_out[src][path] for src, path in node.inputs]).any(0)
-            alpha = self._alpha(cell, h, reach, route)
+            alpha = self._alpha(cell, h, reach, route, route_mode)
             opened = alpha > THRESHOLD
             closed = ~opened.any(1)
             y = cell.sep(h)
@@ -379,7 +385,7 @@ class DynamicRoutingNet(nn.Module):
                 outs[node.index][path] = out
             gates.append(alpha)
             if table is not None:
-                e, r = self._node_costs(table, node, alpha, reach)
+                e, r = self._node_costs(table, node, alpha, reach, gate_ran=route is None or route_mode != "replace")
                 expected, real = expected + e, real + r
         logits = self.head([outs[i]["keep"] for i in self.final_nodes], x.shape[-2:])
         if table is not None:
@@ -387,7 +393,7 @@ class DynamicRoutingNet(nn.Module):
         return {"logits": logits, "gates": gates, "expected_cost": expected, "real_cost": real}
 
     @torch.no_grad()
-    def forward_skip(self, x: torch.Tensor, route=None) -> dict:
+    def forward_skip(self, x: torch.Tensor, route=None, route_mode: str = "mask") -> dict:
         """Inference that really skips: per node, gather the samples that reach it, run the
         gate on them, run the cell on those whose gate opened a path, run each transition
         only on the samples whose path is open, and scatter the results back.
@@ -422,8 +428,8 @@ class DynamicRoutingNet(nn.Module):
             alpha = x.new_zeros(B, len(node.paths))
             idx = all_idx[reach]
             if idx.numel():
-                alpha[idx] = self._alpha(cell, h[idx], reach[idx], None if route is None else
-                                         [_rows(r, idx) for r in route])
+                entry = None if route is None else {node.index: _rows(route[node.index], idx)}
+                alpha[idx] = self._alpha(cell, h[idx], reach[idx], entry, route_mode)
             opened = alpha > THRESHOLD
             open_cell = opened.any(1)
             io = all_idx[open_cell]
@@ -445,7 +451,7 @@ class DynamicRoutingNet(nn.Module):
                     outs[node.index][path] = (ii, x.new_zeros(0))
                 reach_out[node.index][path] = opened[:, j]
             gates.append(alpha)
-            e, r = self._node_costs(table, node, alpha, reach)
+            e, r = self._node_costs(table, node, alpha, reach, gate_ran=route is None or route_mode != "replace")
             expected, real = expected + e, real + r
         logits = self.head([outs[i]["keep"][1] for i in self.final_nodes], x.shape[-2:])
         return {"logits": logits, "gates": gates, "expected_cost": expected,
@@ -607,11 +613,12 @@ def iou_from_confusion(conf: torch.Tensor) -> tuple[np.ndarray, float]:
 
 @torch.no_grad()
 def evaluate(model: DynamicRoutingNet, data, *, batch_size: int = 32, device="cpu", skip: bool = True,
-             route=None) -> dict:
+             route=None, route_mode: str = "mask") -> dict:
     """mIoU (%), per-class IoU, pixel accuracy, per-image expected/real MACs and gates.
 
     ``skip=True`` uses the really-skipping inference; the costs are per image (at the
-    image's size). ``gates`` is a list (per node) of ``N×P`` arrays.
+    image's size). ``gates`` is a list (per node) of ``N×P`` arrays. ``route`` /
+    ``route_mode`` force a route (see :class:`DynamicRoutingNet`).
     """
     model.eval()
     num_classes = model.num_classes
@@ -619,7 +626,8 @@ def evaluate(model: DynamicRoutingNet, data, *, batch_size: int = 32, device="cp
     expected, real, gates = [], [], None
     for x, y in make_loader(data, batch_size):
         x, y = x.to(device), y.to(device)
-        out = model.forward_skip(x, route=route) if skip else model(x, route=route)
+        out = (model.forward_skip(x, route=route, route_mode=route_mode) if skip
+               else model(x, route=route, route_mode=route_mode))
         conf += confusion_matrix(out["logits"].argmax(1), y, num_classes)
         expected.append(out["expected_cost"].cpu())
         real.append(out["real_cost"].cpu())
