@@ -194,3 +194,12 @@ def test_bad_shapes_and_names_fail_clearly():
         bd.BlockDrop(main, bd.PolicyNetwork(5, 8))
     with pytest.raises(ValueError, match="3 decisions"):
         main.forward_single(torch.randn(1, 3, 32, 32), [1, 0])
+
+
+def test_explorer_shows_a_picked_image():
+    pytest.importorskip("ipywidgets")
+    model = _model(8)
+    data = torch.utils.data.TensorDataset(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    slider = bd.explorer(model, data)
+    slider.value = 3  # re-renders for another image without error
+    assert slider.max == 3

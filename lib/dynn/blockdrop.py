@@ -25,7 +25,7 @@ already separates ``shortcut`` from ``residual``; torchvision's ``BasicBlock``/`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -229,9 +229,10 @@ def reward(logits: torch.Tensor, targets: torch.Tensor, policy: torch.Tensor, ga
     return torch.where(correct, 1 - block_use ** 2, torch.full_like(block_use, -float(gamma)))
 
 
-@dataclass
-class Rollout:
-    """What one REINFORCE step needs: bounded probabilities, both policies and their logits."""
+class Rollout(NamedTuple):
+    """What one REINFORCE step needs: bounded probabilities, both policies and their logits.
+
+    A tuple, so that DistributedDataParallel finds the output tensors."""
 
     probs: torch.Tensor  # s', B×K, differentiable w.r.t. the policy network
     sampled: torch.Tensor  # u ~ Bernoulli(s')
@@ -523,53 +524,58 @@ def static_drop_baselines(model: BlockDrop, data, ev: PolicyEval, costs: BlockCo
 
 
 def latency_table(model: BlockDrop, images: torch.Tensor, *, batch: torch.Tensor,
-                  costs: BlockCosts, min_run_time: float = 0.3) -> pd.DataFrame:
+                  costs: BlockCosts, min_run_time: float = 0.3, rounds: int = 3) -> pd.DataFrame:
     """Measured latency of real skipping vs the full network, beside the MACs ratio.
 
-    Batch 1: each image of ``images`` (N×C×H×W) is timed on its own with its own greedy
-    policy (policy network + ``forward_single``), and the medians are averaged. Batch
-    ``len(batch)``: policy network + batched real skip, the full network, and the masked
-    path (what the official batched code runs) on the same batch.
+    Batch 1: for each image of ``images`` (N×C×H×W) the full network, BlockDrop (policy
+    network + ``forward_single`` with the image's greedy policy) and the main network alone
+    with that policy are timed back to back, so that a shared, changing machine load hits
+    all three alike; the per-path medians are averaged over the images. Batch
+    ``len(batch)``: policy + batched real skip, batched real skip alone, the masked path
+    (what the official batched code runs: every block that any image keeps, on the whole batch)
+    and the full network, interleaved over ``rounds`` rounds, median per path.
     """
     from dynn.flops import measure_latency
 
     model.eval()
     main = model.main
-    rows = []
+    infer = lambda z: model.infer(z)[0]  # noqa: E731
+    t = lambda fn, *args: measure_latency(fn, *args, min_run_time=min_run_time).median_ms  # noqa: E731
+    b1 = {"full": [], "blockdrop": [], "main": []}
+    macs_b1, main_macs_b1 = [], []
     with torch.no_grad():
-        full_b1 = measure_latency(main, images[:1], min_run_time=min_run_time).median_ms
-        skip_b1, main_only_b1, macs_b1, main_macs_b1 = [], [], [], []
         for i in range(len(images)):
             x = images[i:i + 1]
             u = model.force_curriculum(greedy_policy(model.keep_prob(x)))[0]
-            skip_b1.append(measure_latency(lambda z: model.infer(z)[0], x, min_run_time=min_run_time).median_ms)
-            main_only_b1.append(measure_latency(main.forward_single, x, u, min_run_time=min_run_time).median_ms)
+            b1["full"].append(t(main, x))
+            b1["blockdrop"].append(t(infer, x))
+            b1["main"].append(t(main.forward_single, x, u))
             macs_b1.append(float(costs.macs(u[None], True)[0]))
             main_macs_b1.append(float(costs.macs(u[None], False)[0]))
-        s = model.keep_prob(batch)
-        u = model.force_curriculum(greedy_policy(s))
-        full_bn = measure_latency(main, batch, min_run_time=min_run_time).median_ms
-        skip_bn = measure_latency(lambda z: model.infer(z)[0], batch, min_run_time=min_run_time).median_ms
-        main_skip_bn = measure_latency(main.forward_skip, batch, u, min_run_time=min_run_time).median_ms
-        masked_bn = measure_latency(main.forward_masked, batch, u, min_run_time=min_run_time).median_ms
-        macs_bn = float(costs.macs(u, True).mean())
-        main_macs_bn = float(costs.macs(u, False).mean())
-    n = len(batch)
-    full = costs.full
+        u = model.force_curriculum(greedy_policy(model.keep_prob(batch)))
+        bn = {"full": [], "blockdrop": [], "main": [], "masked": []}
+        for _ in range(rounds):
+            bn["full"].append(t(main, batch))
+            bn["blockdrop"].append(t(infer, batch))
+            bn["main"].append(t(main.forward_skip, batch, u))
+            bn["masked"].append(t(main.forward_masked, batch, u))
+    full_b1 = float(np.mean(b1["full"]))
+    full_bn = float(np.median(bn["full"]))
 
     def row(name, b, ms, ms_full, macs):
         return {"path": name, "batch": b, "latency_ms": ms, "full_latency_ms": ms_full,
-                "latency_ratio": ms / ms_full, "macs_ratio": macs / full,
-                "latency_over_macs_ratio": (ms / ms_full) / (macs / full)}
+                "latency_ratio": ms / ms_full, "macs_ratio": macs / costs.full,
+                "latency_over_macs_ratio": (ms / ms_full) / (macs / costs.full)}
 
-    rows = [
-        row("BlockDrop: policy + real skip (forward_single)", 1, float(np.mean(skip_b1)), full_b1, float(np.mean(macs_b1))),
-        row("main network only, real skip (forward_single)", 1, float(np.mean(main_only_b1)), full_b1, float(np.mean(main_macs_b1))),
-        row("BlockDrop: policy + batched real skip", n, skip_bn, full_bn, macs_bn),
-        row("main network only, batched real skip", n, main_skip_bn, full_bn, main_macs_bn),
-        row("main network only, masked (official batched path)", n, masked_bn, full_bn, float(full)),
-    ]
-    return pd.DataFrame(rows)
+    n = len(batch)
+    return pd.DataFrame([
+        row("BlockDrop: policy + real skip (forward_single)", 1, float(np.mean(b1["blockdrop"])), full_b1, float(np.mean(macs_b1))),
+        row("main network only, real skip (forward_single)", 1, float(np.mean(b1["main"])), full_b1, float(np.mean(main_macs_b1))),
+        row("BlockDrop: policy + batched real skip", n, float(np.median(bn["blockdrop"])), full_bn, float(costs.macs(u, True).mean())),
+        row("main network only, batched real skip", n, float(np.median(bn["main"])), full_bn, float(costs.macs(u, False).mean())),
+        row("main network only, masked (official batched path)", n, float(np.median(bn["masked"])), full_bn,
+            float(costs.macs(u.amax(0, keepdim=True), False)[0])),  # every block someone keeps
+    ])
 
 
 # ---------------------------------------------------------------- interactive explorer
@@ -663,6 +669,7 @@ def plot_blocks_per_class(ev: PolicyEval, class_names: Sequence[str] | None = No
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("blocks used")
+    axes.flat[0].set_xlim(max(-0.5, ev.blocks_used.min() - 1.5), K + 0.5)
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"Blocks used per test image (of K = {K}), by class")
     return fig
@@ -672,7 +679,8 @@ def plot_extreme_images(ev: PolicyEval, data, *, n: int = 8, class_names: Sequen
     """The test images that run the fewest (top row) and the most (bottom row) blocks."""
     import matplotlib.pyplot as plt
 
-    order = np.argsort(ev.blocks_used, kind="stable")
+    # ties in blocks used are broken by the summed keep-probability (how sure the policy is)
+    order = np.argsort(ev.blocks_used + 1e-3 * ev.keep_prob.mean(1), kind="stable")
     picks = [("fewest", order[:n]), ("most", order[::-1][:n])]
     fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 4.0), squeeze=False)
     for r, (name, idx) in enumerate(picks):
