@@ -231,3 +231,9 @@ def test_large_evaluation_sets_are_read_batch_by_batch():
     assert none is None and len(ds) == 12 and sdpoint.input_shape_of(ds) == (3, 32, 32)
     assert sdpoint.accuracy(model, ds, batch_size=5) == sdpoint.accuracy(model, x[:12], y[:12])
     assert sdpoint.example_batch(ds, 4).shape == (4, 3, 32, 32)
+
+
+def test_dqn_learns_the_toy_policy():
+    result = sdpoint.search(_ToyEnv(), agent="dqn", episodes=120, seed=0, progress=False)
+    assert result.greedy.config == (0.5, 1.0, 0.5, 1.0)
+    assert len(result.history) == 120

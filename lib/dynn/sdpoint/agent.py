@@ -6,9 +6,9 @@ channels, current height and width, the channel counts of the following layers) 
 chooses whether (and how much) to downsample there. When the walk ends, the network runs
 with the chosen configuration on validation data and the episode's reward combines its
 error and MACs. The fork used DQN with a terminal-only reward ``top1 - 1e-9·FLOPs`` and
-actions {1, 0.75}; we use REINFORCE with a moving-average baseline (simpler, and one
-reward per episode is exactly the setting REINFORCE handles without a critic), actions
-{1} ∪ ``ratios``, and an AMC-style parameterised reward:
+actions {1, 0.75}; we offer REINFORCE with a moving-average baseline (one reward per
+episode is exactly the setting REINFORCE handles without a critic) and the fork's DQN
+(:func:`dqn_search`), with actions {1} ∪ ``ratios`` and an AMC-style parameterised reward:
 
 - ``linear``: ``accuracy - cost_weight · MACs/MACs_full`` (accuracy as a fraction);
 - ``amc``: ``-error · log(MACs)`` (AMC's R_FLOPs; ``cost_weight`` unused).
@@ -27,12 +27,13 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from dynn.sdpoint.evaluate import config_accuracy, input_shape_of
 from dynn.sdpoint.model import Config, SDPointNet
 
 REWARDS = ("linear", "amc")
-AGENTS = ("none", "reinforce", "random")
+AGENTS = ("none", "reinforce", "dqn", "random")
 
 
 @dataclass
@@ -149,6 +150,14 @@ def _rollout(env: DownsamplingEnv, policy: PolicyNet | None, generator: torch.Ge
     return tuple(config), log_probs, entropies
 
 
+def _record(result: SearchResult, env: DownsamplingEnv, config: Config) -> Evaluation:
+    ev = env.evaluate(config)
+    result.history.append({"episode": len(result.history) + 1, "reward": ev.reward, "val_top1": ev.accuracy,
+                           "macs": ev.macs, "macs_fraction": ev.macs_fraction,
+                           "config": list(config), "evaluation": ev})
+    return ev
+
+
 def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64, batch_episodes: int = 4,
            lr: float = 0.01, entropy_weight: float = 0.01, baseline_momentum: float = 0.8,
            seed: int = 0, progress: bool = True) -> SearchResult:
@@ -161,8 +170,10 @@ def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64
     """
     from tqdm.auto import tqdm
 
+    if agent == "dqn":
+        return dqn_search(env, episodes=episodes, seed=seed, progress=progress)
     if agent not in ("reinforce", "random"):
-        raise ValueError(f"agent must be 'reinforce' or 'random', got {agent!r}")
+        raise ValueError(f"agent must be 'reinforce', 'dqn' or 'random', got {agent!r}")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     policy = PolicyNet(env.state_dim, len(env.actions)) if agent == "reinforce" else None
@@ -171,10 +182,7 @@ def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64
     result, pending = SearchResult(), []
     for episode in tqdm(range(episodes), desc=f"agent ({agent})", disable=not progress):
         config, log_probs, entropies = _rollout(env, policy, generator)
-        ev = env.evaluate(config)
-        result.history.append({"episode": episode + 1, "reward": ev.reward, "val_top1": ev.accuracy,
-                               "macs": ev.macs, "macs_fraction": ev.macs_fraction,
-                               "config": list(config), "evaluation": ev})
+        ev = _record(result, env, config)
         if policy is None:
             continue
         pending.append((log_probs, entropies, ev.reward))
@@ -196,4 +204,63 @@ def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64
         with torch.no_grad():
             config, _, _ = _rollout(env, policy, generator, greedy=True)
         result.greedy = env.evaluate(config)
+    return result
+
+
+def dqn_search(env: DownsamplingEnv, *, episodes: int = 64, lr: float = 1e-3, batch_size: int = 32,
+               updates_per_episode: int = 8, eps_start: float = 1.0, eps_end: float = 0.05,
+               eps_fraction: float = 0.6, seed: int = 0, progress: bool = True) -> SearchResult:
+    """The fork's DQN, reduced to what its setting needs: ε-greedy walks, a replay buffer.
+
+    The fork stored every step of an episode with the episode's final reward and trained a
+    Q-network on the buffer; with one terminal reward and no discount the Bellman target of
+    every step is that reward, so we regress ``Q(s_t, a_t)`` on it directly (Monte-Carlo
+    targets, no target network needed). ε decays linearly from ``eps_start`` to ``eps_end``
+    over the first ``eps_fraction`` of the episodes, as in the fork's ``LinearSchedule``.
+    """
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    qnet = PolicyNet(env.state_dim, len(env.actions), keep_prob=0.5)  # same MLP, outputs Q-values
+    with torch.no_grad():
+        qnet.net[-1].bias.zero_()
+    optimizer = torch.optim.Adam(qnet.parameters(), lr=lr)
+    states: list[torch.Tensor] = []
+    actions: list[int] = []
+    returns: list[float] = []
+    result = SearchResult()
+
+    def walk(eps: float) -> tuple[Config, list[torch.Tensor], list[int]]:
+        scale, config, ss, aa = 1.0, [], [], []
+        for t in range(env.num_points):
+            state = env.state(t, scale)
+            if float(torch.rand((), generator=generator)) < eps:
+                a = int(torch.randint(len(env.actions), (), generator=generator))
+            else:
+                with torch.no_grad():
+                    a = int(qnet(state).argmax())
+            ss.append(state)
+            aa.append(a)
+            config.append(env.actions[a])
+            scale *= env.actions[a]
+        return tuple(config), ss, aa
+
+    decay = max(1, int(eps_fraction * episodes))
+    for episode in tqdm(range(episodes), desc="agent (dqn)", disable=not progress):
+        eps = eps_end + (eps_start - eps_end) * max(0.0, 1 - episode / decay)
+        config, ss, aa = walk(eps)
+        ev = _record(result, env, config)
+        states += ss
+        actions += aa
+        returns += [ev.reward] * len(ss)
+        for _ in range(updates_per_episode):
+            idx = torch.randint(len(states), (min(batch_size, len(states)),), generator=generator)
+            q = qnet(torch.stack([states[i] for i in idx]))
+            q = q.gather(1, torch.tensor([actions[i] for i in idx])[:, None])[:, 0]
+            loss = F.mse_loss(q, torch.tensor([returns[i] for i in idx], dtype=torch.float32))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    result.greedy = env.evaluate(walk(0.0)[0])
     return result
