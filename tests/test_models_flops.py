@@ -38,6 +38,12 @@ def test_option_a_shortcut_has_no_weights_and_b_has():
         create("resnet_20")
 
 
+@pytest.mark.parametrize("size", [7, 12, 28, 30])
+def test_zero_pad_shortcut_works_on_any_input_size(size):
+    model = create("cifar_resnet8", shortcut="A").eval()
+    assert model(torch.randn(2, 3, size, size)).shape == (2, 10)
+
+
 def test_block_forward_is_shortcut_plus_residual():
     model = create("cifar_resnet8").eval()
     block = model.blocks[1]

