@@ -74,7 +74,7 @@ def test_cifar_resnet_equals_foundation_resnet_at_full_width():
         torch.testing.assert_close(net(x), static(x))
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet50", "mobilenet_v2", "mobilenet_v3", "efficientnet_b0"])
+@pytest.mark.parametrize("name", ["resnet20", "resnet50", "mobilenet_v3"])
 def test_export_static_is_a_real_smaller_network_with_equal_outputs(name):
     net = slim.create(name, num_classes=10).eval()
     rng = np.random.default_rng(0)
@@ -105,7 +105,7 @@ def test_fast_cost_model_equals_flop_counter(name):
     net = slim.create(name, num_classes=10)
     cost = search.CostModel(net, 32)
     rng = np.random.default_rng(1)
-    for _ in range(3):
+    for _ in range(2):
         real = net.real_ch_of(_random_wm(net, rng))
         assert cost.fast(real) == pytest.approx(cost.exact(real), rel=1e-9)
 
