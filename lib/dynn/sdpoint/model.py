@@ -38,15 +38,7 @@ _MACS_CACHE: dict[tuple, int] = {}  # (architecture key, config, input shape) ->
 
 # ---------------------------------------------------------------- backbone adapters
 def _cifar_pre(block: cifar_resnet.BasicBlock, x: torch.Tensor) -> torch.Tensor:
-    shortcut = block.shortcut
-    if (isinstance(shortcut, cifar_resnet.ZeroPadShortcut) and shortcut.stride > 1
-            and (x.shape[-1] % shortcut.stride or x.shape[-2] % shortcut.stride)):
-        # Odd maps (e.g. 9x9 after a 0.75 point): the foundation's option-A shortcut floors
-        # (avg_pool2d) while the strided conv ceils; pool with ceil_mode so the sum matches.
-        s = F.avg_pool2d(x, shortcut.stride, ceil_mode=True)
-        s = F.pad(s, (0, 0, 0, 0, 0, shortcut.extra_channels)) if shortcut.extra_channels else s
-        return s + block.residual(x)
-    return shortcut(x) + block.residual(x)
+    return block.shortcut(x) + block.residual(x)
 
 
 def _tv_basic_pre(block: tv_resnet.BasicBlock, x: torch.Tensor) -> torch.Tensor:
