@@ -15,7 +15,6 @@ Every dataset carries ``classes``, ``num_classes``, ``input_shape``, ``mean``, `
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from dynn.data.registry import DataError, register_dataset, split_indices
+from dynn.data.registry import DataError, register_dataset, require_root, split_indices
 
 EMBEDDED_FRACTIONS = (0.7, 0.1, 0.2)  # train / val / test of a package-embedded set
 
@@ -142,19 +141,6 @@ CIFAR_STATS = {
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
-def _require_root(data_root: str | os.PathLike | None, dataset: str, layout: str, how: str) -> Path:
-    if not data_root:
-        raise DataError(
-            f"parameter 'data_root' is empty but dataset {dataset!r} needs one; expected layout: "
-            f"{layout}. {how}")
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        raise DataError(
-            f"parameter 'data_root' = {str(data_root)!r} does not exist (dataset {dataset!r}); "
-            f"expected layout: {layout}. {how}")
-    return root
-
-
 def _cifar(name: str, split: str, data_root, download: bool, seed: int, val_fraction: float,
            resolution: int | None, channels: int | None, augment: bool | None) -> TensorImageDataset:
     import torchvision
@@ -167,7 +153,7 @@ def _cifar(name: str, split: str, data_root, download: bool, seed: int, val_frac
         Path(data_root or "data").mkdir(parents=True, exist_ok=True)
         root = Path(data_root or "data")
     else:
-        root = _require_root(data_root, name, layout, how)
+        root = require_root(data_root, name, layout, how)
         if not (root / folder).is_dir():
             raise DataError(f"parameter 'data_root' = {str(data_root)!r} has no {folder}/ folder; "
                             f"expected layout: {layout}. {how}")
@@ -249,7 +235,7 @@ def imagefolder(split: str = "train", *, data_root=None, seed: int = 0, val_frac
 
     layout = "<data_root>/train/<class_name>/<image files> and <data_root>/val/<class_name>/<image files>"
     how = "Arrange the images per class in those two folders (the ImageNet 'train'/'val' layout)."
-    root = _require_root(data_root, "imagefolder", layout, how)
+    root = require_root(data_root, "imagefolder", layout, how)
     sub = root / ("val" if split == "test" else "train")
     if not sub.is_dir():
         raise DataError(f"parameter 'data_root' = {str(data_root)!r} has no {sub.name}/ folder; "

@@ -1,6 +1,8 @@
 """The dataset registry, deterministic splits and the DataLoader factory."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -92,3 +94,17 @@ def _seed_worker(worker_id: int) -> None:
     import random
 
     random.seed(seed)
+
+
+def require_root(data_root: str | os.PathLike | None, dataset: str, layout: str, how: str) -> Path:
+    """The existing folder ``data_root``, or a DataError naming the parameter, layout and remedy."""
+    if not data_root:
+        raise DataError(
+            f"parameter 'data_root' is empty but dataset {dataset!r} needs one; expected layout: "
+            f"{layout}. {how}")
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise DataError(
+            f"parameter 'data_root' = {str(data_root)!r} does not exist (dataset {dataset!r}); "
+            f"expected layout: {layout}. {how}")
+    return root

@@ -14,14 +14,13 @@ side) and ``augment`` (random scale, crop and flip; default on for ``train`` onl
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from dynn.data.registry import DataError, register_dataset, split_indices
+from dynn.data.registry import DataError, register_dataset, require_root, split_indices
 
 IGNORE_INDEX = 255
 DIGIT_SCENE_SIZES = (1 / 4, 3 / 8, 5 / 8)  # digit box side / image side: small, medium, large
@@ -228,15 +227,6 @@ def _pad_to(x: torch.Tensor, y: torch.Tensor, crop: int):
     return x, y
 
 
-def _root(data_root, dataset: str, layout: str, how: str) -> Path:
-    if not data_root:
-        raise DataError(f"parameter 'data_root' is empty but dataset {dataset!r} needs one; "
-                        f"expected layout: {layout}. {how}")
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"parameter 'data_root' = {str(data_root)!r} does not exist (dataset {dataset!r}); "
-                        f"expected layout: {layout}. {how}")
-    return root
 
 
 def _split_files(files: list, targets: list, split: str, seed: int, val_fraction: float):
@@ -265,7 +255,7 @@ def voc(split: str = "train", *, data_root=None, seed: int = 0, resolution: int 
     layout = (f"<data_root>/VOCdevkit/VOC{year}/JPEGImages/*.jpg, SegmentationClass/*.png and "
               "ImageSets/Segmentation/{train,val}.txt")
     how = "Download VOCtrainval_11-May-2012.tar from http://host.robots.ox.ac.uk/pascal/VOC/ and unpack it in data_root."
-    root = _root(data_root, "voc", layout, how)
+    root = require_root(data_root, "voc", layout, how)
     try:
         base = torchvision.datasets.VOCSegmentation(str(root), year=year,
                                                      image_set="val" if split == "test" else "train", download=False)
@@ -304,7 +294,7 @@ def cityscapes(split: str = "train", *, data_root=None, seed: int = 0, resolutio
     layout = ("<data_root>/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
               "<data_root>/gtFine/{train,val}/<city>/*_gtFine_labelIds.png")
     how = "Download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from https://www.cityscapes-dataset.com/."
-    root = _root(data_root, "cityscapes", layout, how)
+    root = require_root(data_root, "cityscapes", layout, how)
     try:
         base = torchvision.datasets.Cityscapes(str(root), split="val" if split == "test" else "train",
                                                mode="fine", target_type="semantic")

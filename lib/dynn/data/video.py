@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from dynn.data.registry import DataError, register_dataset
+from dynn.data.registry import DataError, register_dataset, require_root
 
 FRAME_TYPES = ("blank", "noise", "small digit", "large digit")
 INFORMATIVE = (False, False, True, True)  # does a frame of this type show the digit?
@@ -339,13 +339,7 @@ def video_frames(split: str = "train", *, data_root=None, reso_list=(224, 168, 1
                  image_tmpl: str = "img_{:05d}.jpg", channels: int | None = 3, augment: bool | None = None,
                  **_) -> VideoFrames:
     """Extracted frames + list files (ActivityNet/FCVID as the official code prepares them)."""
-    if not data_root:
-        raise DataError(f"parameter 'data_root' is empty but dataset 'video_frames' needs one; expected layout: "
-                        f"{VIDEO_LAYOUT}. {VIDEO_HOW}")
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"parameter 'data_root' = {str(data_root)!r} does not exist (dataset 'video_frames'); "
-                        f"expected layout: {VIDEO_LAYOUT}. {VIDEO_HOW}")
+    root = require_root(data_root, "video_frames", VIDEO_LAYOUT, VIDEO_HOW)
     name = {"train": "train.txt", "val": "val.txt", "test": "test.txt"}[split]
     list_file = root / name
     if split == "test" and not list_file.exists():
