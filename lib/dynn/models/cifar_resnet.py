@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dynn.models.registry import register_model
+from dynn.models.registry import register_model, register_variant
 
 DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 
@@ -135,14 +135,7 @@ def cifar_resnet(depth: int = 20, **kwargs) -> CifarResNet:
     return CifarResNet(depth=depth, **kwargs)
 
 
-def _register_depth(depth: int) -> None:
-    def constructor(**kwargs) -> CifarResNet:
-        return CifarResNet(depth=depth, **kwargs)
-
-    constructor.__name__ = f"cifar_resnet{depth}"
-    constructor.__doc__ = f"CIFAR ResNet-{depth} ({(depth - 2) // 6} blocks per stage)."
-    globals()[constructor.__name__] = register_model(constructor)
-
-
 for _depth in DEPTHS:
-    _register_depth(_depth)
+    globals()[f"cifar_resnet{_depth}"] = register_variant(
+        f"cifar_resnet{_depth}", CifarResNet, f"CIFAR ResNet-{_depth} ({(_depth - 2) // 6} blocks per stage).",
+        depth=_depth)

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dynn.models.registry import register_model
+from dynn.models.registry import register_variant
 
 LAYERS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -132,14 +132,7 @@ class PreResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _register_depth(depth: int) -> None:
-    def constructor(**kwargs) -> PreResNet:
-        return PreResNet(depth=depth, **kwargs)
-
-    constructor.__name__ = f"preresnet{depth}"
-    constructor.__doc__ = f"Pre-activation ResNet-{depth} (ImageNet layout, random init)."
-    globals()[constructor.__name__] = register_model(constructor)
-
-
 for _depth in LAYERS:
-    _register_depth(_depth)
+    globals()[f"preresnet{_depth}"] = register_variant(
+        f"preresnet{_depth}", PreResNet, f"Pre-activation ResNet-{_depth} (ImageNet layout, random init).",
+        depth=_depth)

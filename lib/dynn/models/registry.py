@@ -16,6 +16,16 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
+def register_variant(name: str, builder: Callable[..., nn.Module], doc: str, **fixed) -> Callable[..., nn.Module]:
+    """Register ``name`` as ``builder`` with some keyword arguments fixed (``cifar_resnet20`` = depth 20)."""
+    def constructor(**kwargs) -> nn.Module:
+        return builder(**fixed, **kwargs)
+
+    constructor.__name__ = name
+    constructor.__doc__ = doc
+    return register_model(constructor)
+
+
 def list_models() -> list[str]:
     return sorted(_MODELS)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torchvision.models as tvm
 
-from dynn.models.registry import register_model
+from dynn.models.registry import register_variant
 
 TORCHVISION_NAMES = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -16,16 +16,5 @@ TORCHVISION_NAMES = (
 )
 
 
-def _register(name: str) -> None:
-    builder = getattr(tvm, name)
-
-    def constructor(num_classes: int = 1000, **kwargs):
-        return builder(weights=None, num_classes=num_classes, **kwargs)
-
-    constructor.__name__ = name
-    constructor.__doc__ = f"torchvision.models.{name} (random init)."
-    register_model(constructor)
-
-
 for _name in TORCHVISION_NAMES:
-    _register(_name)
+    register_variant(_name, getattr(tvm, _name), f"torchvision.models.{_name} (random init).", weights=None)
