@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dynn.slimmable.ops import SlimBN, SlimConv2d, SlimProjectionShortcut, SlimZeroPadShortcut
+from dynn.slimmable.ops import SlimBN, SlimConv2d, SlimZeroPadShortcut
 
 
 def _pair(ch, search_dim: int) -> list[int]:
@@ -31,6 +31,29 @@ def activation(name: str) -> nn.Module:
     if name not in table:
         raise ValueError(f"unknown activation {name!r}; known: {', '.join(table)}")
     return table[name](inplace=True)
+
+
+class SlimConvBNAct(nn.Module):
+    """conv-BN-activation with a slimmable output: stems, last convolutions and, with
+    ``act=None``, the strided 1×1 projection of ResNet shortcut "B"."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
+                 act: str | None = "relu", pool: bool = False):
+        super().__init__()
+        self.conv = SlimConv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False)
+        self.bn = SlimBN(out_channels)
+        self.act = activation(act) if act else nn.Identity()
+        self.pool = nn.MaxPool2d(3, 2, 1) if pool else nn.Identity()
+
+    def set_in_ch(self, ch: int) -> None:
+        self.conv.set_in_ch(ch)
+
+    def set_out_ch(self, ch: int) -> None:
+        self.conv.set_out_ch(ch)
+        self.bn.set_out_ch(ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.act(self.bn(self.conv(x))))
 
 
 class SlimBasicBlock(nn.Module):
@@ -54,7 +77,7 @@ class SlimBasicBlock(nn.Module):
         elif shortcut == "A":
             self.shortcut = SlimZeroPadShortcut(out_channels, stride)
         else:
-            self.shortcut = SlimProjectionShortcut(in_channels, out_channels, stride)
+            self.shortcut = SlimConvBNAct(in_channels, out_channels, 1, stride, act=None)
         self.has_identity = isinstance(self.shortcut, nn.Identity)
 
     def set_in_ch(self, ch: int) -> None:
@@ -95,7 +118,7 @@ class SlimBottleNeck(nn.Module):
         self.conv3 = SlimConv2d(planes, out_channels, 1, bias=False)
         self.bn3 = SlimBN(out_channels)
         self.shortcut = (nn.Identity() if stride == 1 and in_channels == out_channels
-                         else SlimProjectionShortcut(in_channels, out_channels, stride))
+                         else SlimConvBNAct(in_channels, out_channels, 1, stride, act=None))
         self.has_identity = isinstance(self.shortcut, nn.Identity)
 
     def set_in_ch(self, ch: int) -> None:

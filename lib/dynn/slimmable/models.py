@@ -24,10 +24,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dynn.slimmable.blocks import (
-    SlimBasicBlock, SlimBottleNeck, SlimDWSConv, SlimInvertedResidual, SlimStage, activation,
+    SlimBasicBlock, SlimBottleNeck, SlimConvBNAct, SlimDWSConv, SlimInvertedResidual, SlimStage, activation,
 )
 from dynn.slimmable.dyn_model import DynModel
-from dynn.slimmable.ops import SlimBN, SlimConv2d, SlimLinear, make_divisible
+from dynn.slimmable.ops import SlimConv2d, SlimLinear, make_divisible
 
 _MODELS: dict[str, Callable[..., DynModel]] = {}
 
@@ -46,28 +46,6 @@ def create(name: str, **kwargs) -> DynModel:
     if name not in _MODELS:
         raise ValueError(f"unknown slimmable model {name!r}; available: {', '.join(list_models())}")
     return _MODELS[name](**kwargs)
-
-
-class SlimConvBNAct(nn.Module):
-    """conv-BN-activation with a slimmable output (stems and last convolutions)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
-                 act: str | None = "relu", pool: bool = False):
-        super().__init__()
-        self.conv = SlimConv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False)
-        self.bn = SlimBN(out_channels)
-        self.act = activation(act) if act else nn.Identity()
-        self.pool = nn.MaxPool2d(3, 2, 1) if pool else nn.Identity()
-
-    def set_in_ch(self, ch: int) -> None:
-        self.conv.set_in_ch(ch)
-
-    def set_out_ch(self, ch: int) -> None:
-        self.conv.set_out_ch(ch)
-        self.bn.set_out_ch(ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.act(self.bn(self.conv(x))))
 
 
 def _init(model: nn.Module) -> None:

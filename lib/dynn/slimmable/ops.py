@@ -131,25 +131,6 @@ class SlimZeroPadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, extra)) if extra else x
 
 
-class SlimProjectionShortcut(nn.Module):
-    """Shortcut "B": strided 1×1 SlimConv2d + SlimBN (ImageNet ResNets)."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
-        super().__init__()
-        self.conv = SlimConv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-        self.bn = SlimBN(out_channels)
-
-    def set_in_ch(self, ch: int) -> None:
-        self.conv.set_in_ch(ch)
-
-    def set_out_ch(self, ch: int) -> None:
-        self.conv.set_out_ch(ch)
-        self.bn.set_out_ch(ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
-
-
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round channels to a multiple of ``divisor`` without losing more than 10% (torchvision)."""
     min_value = min_value or divisor
