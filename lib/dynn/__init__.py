@@ -2,9 +2,32 @@
 
 The library is thin on purpose: notebooks tell the story, these modules hold the parts
 that every method shares (data, backbones, cost measurement, a small trainer, the
-notebook run contract, plotting) and one module per method.
-"""
-from dynn import data, flops, models, params, plots, runs, train  # noqa: F401
-from dynn import baseline, published, results  # noqa: F401
+notebook run contract, plotting) and one package per method.
 
-__version__ = "0.1.0"
+Submodules load on first use (``dynn.train``, ``dynn.blockdrop``, ...): a notebook's
+validation cell imports only :mod:`dynn.params` and its method's ``parameters`` module,
+so a typo in a parameter is reported before torch is even imported.
+"""
+import importlib
+
+__version__ = "0.2.0"
+
+# Stage checkpoints record this; a checkpoint written by another version is refused
+# (not silently reused), because what a stage computes may have changed.
+CODE_VERSION = __version__
+
+_SUBMODULES = frozenset({
+    "adaskip", "baseline", "blockdrop", "claims", "data", "evaluate", "flops", "models", "params",
+    "plots", "published", "report", "results", "dynamic_routing", "runs", "sdpoint", "slimmable",
+    "train",
+})
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"dynn.{name}")
+    raise AttributeError(f"module 'dynn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES)

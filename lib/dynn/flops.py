@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -79,6 +80,7 @@ class Latency:
     runs: int
     threads: int
     device: str
+    batch: int  # the batch size that really ran (first dimension of the first tensor input)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +95,15 @@ def _device_of(inputs: tuple) -> str:
             if found != "cpu":
                 return found
     return "cpu"
+
+
+def _batch_of(inputs: tuple) -> int:
+    for x in inputs:
+        if isinstance(x, torch.Tensor):
+            return int(x.shape[0]) if x.dim() else 1
+        if isinstance(x, (list, tuple)) and x:
+            return _batch_of(tuple(x))
+    return 1
 
 
 def measure_latency(
@@ -119,5 +130,28 @@ def measure_latency(
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return Latency(
         median_ms=m.median * 1e3, iqr_ms=m.iqr * 1e3, runs=len(m.times),
-        threads=threads, device=_device_of(inputs),
+        threads=threads, device=_device_of(inputs), batch=_batch_of(inputs),
     )
+
+
+def compare_latency(calls: dict[str, tuple[Callable, tuple]], *, rounds: int = 4,
+                    min_run_time: float = 0.3, warmup: int = 2) -> list[dict]:
+    """Time several ``name -> (fn, inputs)`` calls interleaved, ``rounds`` times each.
+
+    The one latency helper of the workbook. Timings on a shared machine drift, so the calls
+    to compare are measured round-robin in one process (load hits them alike) and each gets
+    the median over rounds of its per-round medians, the fastest round and the spread
+    (max − min); ``batch`` is the batch that really ran. Ratios between rows of one call of
+    this function are what a notebook should report.
+    """
+    per_round: dict[str, list[Latency]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, (fn, inputs) in calls.items():
+            per_round[name].append(measure_latency(fn, *inputs, min_run_time=min_run_time, warmup=warmup))
+    rows = []
+    for name, measured in per_round.items():
+        medians = sorted(m.median_ms for m in measured)
+        rows.append({"name": name, "median_ms": float(np.median(medians)), "best_ms": medians[0],
+                     "spread_ms": medians[-1] - medians[0], "rounds": rounds, "batch": measured[0].batch,
+                     "threads": measured[0].threads, "device": measured[0].device})
+    return rows

@@ -4,20 +4,26 @@ A notebook declares what each parameter may be with a small spec::
 
     check(params, {
         "gamma": Number(min=0),
-        "dataset": Choice(dynn.data.dataset_names()),
+        "dataset": Choice(dataset_names(task="classification")),
         "depth": Choice([8, 14, 20, 32, 56, 110]),
-        "data_root": data_root_rule(),
+        "data_root": DataRoot(),
+        "device": Device(),
     })
 
 All problems are collected and raised together as one :class:`ParameterError` that names
 each parameter, its value and what is allowed. Parameters not in the spec are an error
 too (a typo in ``-p gama 5`` must not be silently ignored by the notebook).
+
+This module imports neither torch nor the data builders: each method keeps its notebook's
+spec in a light ``dynn/<method>/parameters.py``, so validation runs in the notebook's
+second cell within a second, before any heavy import, data or run directory.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from pathlib import Path as _Path
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
@@ -89,7 +95,7 @@ class ListOf:
 
 
 @dataclass
-class Path:
+class ExistingPath:
     """A filesystem path that must exist when ``required_if(params)`` holds (or always)."""
 
     required_if: Callable[[dict], bool] | None = None
@@ -103,16 +109,54 @@ class Path:
             return None
         if not value:
             return "is empty but this setting needs an existing directory"
-        if not _Path(value).expanduser().exists():
+        if not Path(value).expanduser().exists():
             return "does not exist"
         return None
 
 
-def data_root_rule() -> Path:
-    """``data_root`` must exist unless the chosen ``dataset`` is embedded in a package."""
-    from dynn.data import is_embedded
+@dataclass
+class DataRoot:
+    """``data_root`` holds the chosen ``dataset`` in its expected layout (embedded sets need none).
 
-    return Path(required_if=lambda p: not is_embedded(p.get("dataset", "")))
+    Checked with :func:`dynn.data.catalog.check_source` at validation time, so a missing or
+    mis-laid dataset stops the notebook before any run directory is created; the message
+    names the layout and how to get the data (``-p download True`` where torchvision can).
+    """
+
+    def problem(self, value: Any, params: dict | None = None) -> str | None:
+        from dynn.data.catalog import DataError, check_source, dataset_names
+
+        params = params or {}
+        if not isinstance(value, str):
+            return "expected a path string"
+        if params.get("dataset") not in dataset_names():
+            return None  # the 'dataset' rule reports an unknown name
+        try:
+            check_source(params.get("dataset", ""), value, download=bool(params.get("download", False)))
+        except DataError as err:
+            return str(err).removeprefix(f"parameter 'data_root' = {value!r}: ")
+        return None
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+@dataclass
+class Device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it is present is checked by
+    :func:`dynn.runs.start`, which needs torch)."""
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
+            return "allowed: 'auto', 'cpu', 'cuda', 'cuda:N' (N = 0, 1, ...), 'mps'"
+        return None
+
+
+def dataset_names(task: str | None = None) -> list[str]:
+    """The dataset names a notebook of ``task`` accepts (light: no data is loaded)."""
+    from dynn.data.catalog import dataset_names as names
+
+    return names(task=task)
 
 
 def check(params: dict, spec: dict[str, Any]) -> dict:
@@ -125,7 +169,8 @@ def check(params: dict, spec: dict[str, Any]) -> dict:
             problems.append(f"parameter {name!r} is missing")
             continue
         value = params[name]
-        problem = rule.problem(value, params) if isinstance(rule, Path) else rule.problem(value)
+        needs_params = isinstance(rule, (ExistingPath, DataRoot))
+        problem = rule.problem(value, params) if needs_params else rule.problem(value)
         if problem:
             problems.append(f"parameter {name!r} = {value!r}: {problem}")
     if problems:
@@ -138,18 +183,18 @@ def collect(namespace: dict, names: Iterable[str]) -> dict:
     return {n: namespace[n] for n in names if n in namespace}
 
 
-def parameter_names(notebook_path: str | _Path) -> list[str]:
+def parameter_names(notebook_path: str | Path) -> list[str]:
     """Names defined in a notebook's ``parameters`` cell (what ``--help-notebook`` lists)."""
     import papermill
 
     return list(papermill.inspect_notebook(str(notebook_path)).keys())
 
 
-def load_param_set(notebook: str, name: str, root: str | _Path | None = None) -> dict:
+def load_param_set(notebook: str, name: str, root: str | Path | None = None) -> dict:
     """Read ``params/<notebook>/<name>.yaml``."""
     from dynn.runs import repo_root
 
-    path = _Path(root or repo_root()) / "params" / notebook / f"{name}.yaml"
+    path = Path(root or repo_root()) / "params" / notebook / f"{name}.yaml"
     return yaml.safe_load(path.read_text()) or {}
 
 

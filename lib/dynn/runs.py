@@ -1,31 +1,52 @@
-"""The run contract every notebook follows: run directory, params, results, atomic writes.
+"""The run contract every notebook follows: one :class:`Run` from validated parameters.
 
-A run directory (default ``runs/<notebook>/<hash of the parameters>``) holds
-``params.yaml``, ``metrics.csv`` (written by the trainer), checkpoints and ``results.json``.
-Keying the directory by the parameters makes re-running a notebook with the same
-parameters resume (or reuse) what is already there, and different parameters never
-overwrite each other. Every file is written to a temporary name and renamed, so an
-interrupted run never leaves a half-written file behind.
+    params = dynn.params.from_namespace(globals(), SPEC)     # cell 2: light, no torch
+    run = dynn.runs.start("blockdrop", params)               # cell 3
+    net = run.stage(bd.train.pretrain, depth=depth, ...)     # one call per training stage
+    run.save_figure(fig, "accuracy_vs_macs")
+    run.write_results(metrics=..., points=..., claims=...)
+
+A run directory (default ``runs/<notebook>/<hash of the parameters>`` in the checkout the
+notebook runs in) holds ``params.yaml``, ``results.json`` and, for an ad-hoc run, its
+``figures/``; only the report runner points ``figures_dir`` at the committed gallery.
+Training stages live beside it in ``_stages/<stage>-<hash of the stage's arguments>``: the
+key is made from the keyword arguments the stage function really receives, so a sweep over
+a later stage's parameter (BlockDrop's gamma) trains the shared earlier stages once, and
+two stages that differ in any argument (``data_root`` included) never share a directory.
+
+A run directory that already holds another parameter set is refused with the differing
+parameters named (never overwritten); a reused or resumed stage says so. Every file is
+written to a temporary name and renamed, so an interrupted run leaves no half-written file.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import platform
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 import yaml
+
+from dynn.params import ParameterError
 
 # Parameters that say *where* output goes or how it is displayed, not *what* is computed;
 # they do not change the run directory's key.
 NON_KEY_PARAMS = frozenset({"run_dir", "figures_dir", "device", "interactive", "progress", "nprocs"})
+# Stage arguments that do not change what a stage computes.
+NON_KEY_STAGE_ARGS = frozenset({"device", "progress", "nprocs"})
+
+ROLES = ("method", "baseline", "ablation", "reference")
+TASKS = ("classification", "segmentation", "video")
+POINT_FIELDS = ("label", "accuracy", "macs", "role", "series", "selection")
 
 
+# ---------------------------------------------------------------- atomic writes
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,61 +66,41 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    import torch
+
     return _atomic_write(Path(path), lambda p: torch.save(obj, p))
 
 
-def params_key(params: dict) -> str:
+# ---------------------------------------------------------------- keys and places
+def params_key(params: dict, ignore: frozenset = NON_KEY_PARAMS) -> str:
     """Short stable hash of the parameters that determine the result."""
-    keyed = {k: v for k, v in sorted(params.items()) if k not in NON_KEY_PARAMS}
-    blob = json.dumps(keyed, sort_keys=True, default=str).encode()
+    keyed = {k: v for k, v in sorted(params.items()) if k not in ignore}
+    blob = json.dumps(_plain(keyed), sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:10]
 
 
+def _is_checkout(path: Path) -> bool:
+    return (path / "pyproject.toml").exists() and (path / "notebooks").is_dir()
+
+
 def repo_root() -> Path:
-    """The workbook checkout (where ``runs/`` and ``figures/`` live)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").exists() and (parent / "notebooks").is_dir():
-            return parent
-    return Path.cwd()
+    """The workbook checkout the user works in: the current directory or one above it
+    (JupyterLab and papermill start kernels in ``notebooks/``); outside any checkout, the
+    current directory. Never the checkout the package happens to be installed from."""
+    cwd = Path.cwd().resolve()
+    for path in (cwd, *cwd.parents):
+        if _is_checkout(path):
+            return path
+    return cwd
 
 
-def resolve_run_dir(notebook: str, params: dict, run_dir: str = "") -> Path:
-    """``run_dir`` if given, else ``runs/<notebook>/<params_key>`` under the checkout."""
-    path = Path(run_dir) if run_dir else repo_root() / "runs" / notebook / params_key(params)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _differences(old: dict, new: dict, ignore: frozenset) -> list[str]:
+    names = sorted((set(old) | set(new)) - ignore)
+    return [f"{n}: {old.get(n, '<absent>')!r} there, {new.get(n, '<absent>')!r} now"
+            for n in names if _plain(old.get(n)) != _plain(new.get(n))]
 
 
-def stage_dir(run_dir: str | Path, notebook: str, stage: str, stage_params: dict) -> Path:
-    """Directory for a stage that several runs can share (e.g. a pretrained backbone).
-
-    Keyed only by the parameters the stage depends on, so a sweep over a later stage's
-    parameter (BlockDrop's gamma, a budget mu, ...) trains the shared stage once. It lives
-    beside the run directories: ``<runs>/<notebook>/_shared/<stage>-<key>``; when the
-    user gave an explicit ``run_dir``, inside it.
-    """
-    run_dir = Path(run_dir)
-    base = run_dir.parent if run_dir.parent.name == notebook else run_dir
-    path = base / "_shared" / f"{stage}-{params_key(stage_params)}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def resolve_figures_dir(notebook: str, figures_dir: str = "") -> Path:
-    path = Path(figures_dir) if figures_dir else repo_root() / "figures" / notebook
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def start_run(notebook: str, params: dict) -> tuple[Path, Path]:
-    """Resolve and create the run and figures directories and write ``params.yaml``."""
-    run_dir = resolve_run_dir(notebook, params, params.get("run_dir", ""))
-    figures_dir = resolve_figures_dir(notebook, params.get("figures_dir", ""))
-    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(_plain(params), sort_keys=True))
-    return run_dir, figures_dir
-
-
+# ---------------------------------------------------------------- environment
 def git_sha() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(),
@@ -109,7 +110,11 @@ def git_sha() -> str:
         return "unknown"
 
 
-def environment(device: str | torch.device = "cpu") -> dict:
+def environment(device: Any = "cpu") -> dict:
+    import torch
+
+    from dynn import CODE_VERSION
+
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -117,6 +122,7 @@ def environment(device: str | torch.device = "cpu") -> dict:
         "device_name": torch.cuda.get_device_name() if str(device).startswith("cuda") else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "git_sha": git_sha(),
+        "code_version": CODE_VERSION,
     }
 
 
@@ -135,21 +141,46 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def write_results(
-    run_dir: str | Path, *, method: str, dataset: str, metrics: dict, points: list[dict],
-    params: dict, device: str | torch.device = "cpu", **extra: Any,
-) -> Path:
-    """Write ``results.json``: what the report notebook reads, never re-training anything.
+def check_device(name: str):
+    """The torch device for parameter ``device``, or a ParameterError if it is not here."""
+    from dynn.train import resolve_device
 
-    ``metrics`` are the headline numbers; ``points`` the accuracy–cost points, each a dict
-    with at least ``label``, ``accuracy`` and ``macs`` (optionally ``latency_ms``).
+    try:
+        return resolve_device(name)
+    except (RuntimeError, ValueError) as err:
+        raise ParameterError(f"invalid notebook parameters:\n  - parameter 'device' = {name!r}: {err}") from None
+
+
+# ---------------------------------------------------------------- results
+def check_points(points: list[dict], task: str) -> list[dict]:
+    """Fill ``task`` and check every result point has the fields the report reads.
+
+    ``role`` is one of :data:`ROLES` (the report draws methods as lines and baselines,
+    ablations and references as such, without guessing from names); ``selection`` says how
+    the operating point was chosen (``"validation"``, ``"fixed"``: a setting named before
+    seeing any result, ``"sweep"``: every point of a sweep is shown).
     """
+    checked = []
     for p in points:
-        missing = {"label", "accuracy", "macs"} - set(p)
+        p = {"task": task, **p}
+        missing = [f for f in POINT_FIELDS if f not in p]
         if missing:
-            raise ValueError(f"result point {p} lacks {sorted(missing)}")
+            raise ValueError(f"result point {p.get('label', p)!r} lacks {missing}")
+        if p["role"] not in ROLES:
+            raise ValueError(f"result point {p['label']!r}: role {p['role']!r} is not one of {ROLES}")
+        if p["task"] not in TASKS:
+            raise ValueError(f"result point {p['label']!r}: task {p['task']!r} is not one of {TASKS}")
+        checked.append(p)
+    return checked
+
+
+def write_results(run_dir: str | Path, *, method: str, dataset: str, metrics: dict, points: list[dict],
+                  params: dict, device: Any = "cpu", task: str = "classification",
+                  claims: list[dict] | None = None, **extra: Any) -> Path:
+    """Write ``results.json``: what the report notebook reads, never re-training anything."""
     results = {
-        "method": method, "dataset": dataset, "metrics": metrics, "points": points,
+        "method": method, "task": task, "dataset": dataset, "metrics": metrics,
+        "points": check_points(points, task), "claims": list(claims or []),
         "params": params, "environment": environment(device), **extra,
     }
     return atomic_write_text(Path(run_dir) / "results.json", json.dumps(_plain(results), indent=2))
@@ -157,3 +188,109 @@ def write_results(
 
 def read_results(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------- the run
+@dataclass
+class Run:
+    """One notebook run: where it writes, on which device, and its training stages."""
+
+    notebook: str
+    params: dict
+    dir: Path
+    figures: Path
+    device: Any  # torch.device
+    task: str = "classification"
+    stages: dict[str, Path] = field(default_factory=dict)
+
+    # -- stages
+    def _stage_base(self) -> Path:
+        # Beside the run directories (runs/<nb>/_stages) so a sweep shares them; inside an
+        # explicit run_dir that lives elsewhere.
+        base = self.dir.parent if self.dir.parent.name == self.notebook else self.dir
+        return base / "_stages"
+
+    def stage_dir(self, fn: Callable, **kwargs: Any) -> Path:
+        """The directory ``fn(**kwargs)`` trains in (keyed by the function and its arguments)."""
+        keyed = {"stage": f"{fn.__module__}.{fn.__qualname__}", **kwargs}
+        return self._stage_base() / f"{fn.__name__}-{params_key(keyed, NON_KEY_STAGE_ARGS)}"
+
+    def stage(self, fn: Callable, *, nprocs: int = 1, **kwargs: Any) -> Any:
+        """Run (or reuse) training stage ``fn`` and return what it returns (its model).
+
+        ``fn(*, run_dir, device, **kwargs)`` is a library function of plain keyword
+        arguments that trains with :func:`dynn.train.fit` (``stage=fn.__name__``), so a
+        finished stage is loaded instead of retrained and an interrupted one resumes. With
+        ``nprocs > 1`` it first runs on that many local processes through TorchElastic
+        (DistributedDataParallel inside ``fit``), then loads the result here.
+        """
+        unknown = set(kwargs) - set(inspect.signature(fn).parameters)
+        if unknown and not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
+            raise TypeError(f"stage {fn.__name__} takes no arguments {sorted(unknown)}")
+        path = self.stage_dir(fn, **kwargs)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path / "stage.yaml", yaml.safe_dump(
+            _plain({"stage": f"{fn.__module__}.{fn.__qualname__}", "arguments": kwargs}), sort_keys=True))
+        self.stages[fn.__name__] = path
+        if nprocs > 1:
+            from dynn.train import run_elastic
+
+            run_elastic(_stage_entry, nprocs, fn, str(path), str(self.device), kwargs)
+        return fn(run_dir=str(path), device=str(self.device), **kwargs)
+
+    def checkpoint(self, stage: str) -> str:
+        """The checkpoint file of a stage this run has already called (to chain stages)."""
+        if stage not in self.stages:
+            raise KeyError(f"stage {stage!r} has not run in this notebook; ran: {sorted(self.stages)}")
+        return str(self.stages[stage] / f"{stage}.ckpt")
+
+    # -- outputs
+    def save_figure(self, fig, name: str) -> Path:
+        from dynn.plots import save_figure
+
+        return save_figure(fig, self.figures, name)
+
+    def write_results(self, *, metrics: dict, points: list[dict], claims: list[dict] | None = None,
+                      dataset: str | None = None, **extra: Any) -> Path:
+        return write_results(self.dir, method=self.notebook, dataset=dataset or self.params.get("dataset", ""),
+                             metrics=metrics, points=points, params=self.params, device=self.device,
+                             task=self.task, claims=claims, **extra)
+
+
+def _stage_entry(fn: Callable, run_dir: str, device: str, kwargs: dict) -> None:
+    """What each TorchElastic worker runs: the stage function (its return value stays local)."""
+    fn(run_dir=run_dir, device=device, **kwargs)
+
+
+def start(notebook: str, params: dict, *, task: str = "classification") -> Run:
+    """Check the device, resolve the run directory and write ``params.yaml``; seed.
+
+    Refuses a ``run_dir`` that holds results of other parameters (naming them) instead of
+    mixing two runs in one directory; says so when it reuses one of the same parameters.
+    """
+    from dynn.train import seed_everything
+
+    if task not in TASKS:
+        raise ValueError(f"task {task!r} is not one of {TASKS}")
+    device = check_device(params.get("device", "auto"))
+    root = repo_root()
+    run_dir = Path(params.get("run_dir") or root / "runs" / notebook / params_key(params)).expanduser()
+    saved = run_dir / "params.yaml"
+    if saved.exists():
+        old = yaml.safe_load(saved.read_text()) or {}
+        differ = _differences(old, params, NON_KEY_PARAMS)
+        if differ:
+            raise ParameterError(
+                f"parameter 'run_dir' = {str(run_dir)!r} holds a run made with other parameters ("
+                + "; ".join(differ) + "). Choose another run_dir (or leave it empty for "
+                "runs/<notebook>/<hash>), or delete that directory to replace it.")
+        if (run_dir / "results.json").exists():
+            print(f"{run_dir} already holds results of these parameters: finished stages are "
+                  f"reused and the results rewritten (delete the directory to start afresh)")
+    figures = Path(params.get("figures_dir") or run_dir / "figures").expanduser()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, yaml.safe_dump(_plain(params), sort_keys=True))
+    seed_everything(int(params.get("seed", 0)))
+    print(f"run directory: {run_dir}\nfigures: {figures}\ndevice: {device}")
+    return Run(notebook, dict(params), run_dir, figures, device, task)

@@ -17,6 +17,7 @@ import math
 import os
 import random
 import socket
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -28,10 +29,11 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset, DistributedSampler
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
+from dynn import CODE_VERSION
 from dynn.data import make_loader
-from dynn.runs import _plain, atomic_torch_save, atomic_write_text
+from dynn.runs import _differences, _plain, atomic_torch_save, atomic_write_text
 
 StepFn = Callable[[nn.Module, Any], dict]
 
@@ -46,20 +48,34 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def available_devices() -> list[str]:
+    """The ``device`` values that work on this machine."""
+    found = ["auto", "cpu"]
+    found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return found + (["mps"] if _mps_available() else [])
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda → mps → cpu; under distributed CUDA the local rank's GPU."""
+    """``auto`` picks cuda → mps → cpu; under distributed CUDA the local rank's GPU.
+
+    A device that is not present here is a ValueError naming what is (before any work).
+    """
     if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    device = torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"not a device; allowed here: {', '.join(available_devices())}") from None
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("parameter 'device' = 'cuda' but no CUDA GPU is visible; allowed here: auto, cpu")
+    present = {"cpu": True, "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+               "mps": _mps_available()}.get(device.type, False)
+    if not present:
+        raise ValueError(f"{name!r} is not available on this machine; allowed here: {', '.join(available_devices())}")
     return device
 
 
@@ -142,13 +158,44 @@ def checkpoint_path(run_dir: str | Path, stage: str) -> Path:
     return Path(run_dir) / f"{stage}.ckpt"
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None) -> dict:
-    """Load a checkpoint into ``model`` (and optimizer/scheduler); a mismatch names the file."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: unreadable, of another model, parameters or code version."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """``torch.load`` of a checkpoint; a truncated or corrupt file names itself and the remedy."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # zip/pickle errors of a truncated file take many forms
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
+            f"it is probably truncated by an interrupted copy or a full disk. Delete that file and run "
+            f"again: its stage is retrained from the start.") from None
+
+
+def check_checkpoint_origin(path: str | Path, state: dict, params: dict | None) -> None:
+    """Refuse a checkpoint made by other code or other stage parameters (never reuse silently)."""
+    made_by = state.get("code_version", "<before 0.2.0>")
+    if made_by != CODE_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was written by dynn {made_by}, this is dynn {CODE_VERSION}: what the "
+            f"stage computes may differ. Delete {str(Path(path).parent)!r} (or choose another run_dir) to retrain.")
+    differ = _differences(state.get("params") or {}, params or {}, frozenset({"device", "progress", "nprocs"}))
+    if params is not None and differ:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was trained with other parameters (" + "; ".join(differ)
+            + f"). Delete {str(Path(path).parent)!r} or choose another run_dir.")
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None,
+                    state: dict | None = None) -> dict:
+    """Load a checkpoint (or its already-read ``state``) into ``model`` and optimizer/scheduler;
+    a mismatch names the file."""
+    state = state if state is not None else read_checkpoint(path)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {str(path)!r} does not match this model (different parameters?). "
             f"Delete it or choose another run_dir. Details: {str(err).splitlines()[0]}") from err
     if optimizer is not None and state.get("optimizer"):
@@ -197,6 +244,7 @@ def fit(
     num_workers: int = 0,
     drop_last: bool = False,
     collate_fn=None,
+    state: dict[str, Any] | None = None,
 ) -> list[dict]:
     """Train ``model`` for ``epochs`` with ``step_fn``; resume from ``<run_dir>/<stage>.ckpt``.
 
@@ -206,6 +254,12 @@ def fit(
     that unused-parameter detection works. ``eval_fn(model)`` runs on rank 0 after every
     epoch and adds ``val_*`` columns. ``train_mode`` puts the model in its training mode
     (e.g. BlockDrop's curriculum keeps the frozen main network in eval mode).
+    ``state`` maps names to method objects with ``state_dict``/``load_state_dict`` (AR-Net's
+    temperature, Slimmable's sampler history, ...): saved inside the same checkpoint and
+    restored on resume, so a method keeps no side files.
+    A checkpoint written by other parameters or code is refused (:class:`CheckpointError`).
+    Progress is plain text on stdout (a bar and one line per epoch), so it shows in
+    JupyterLab, in papermill's ``--log-output`` and in a saved notebook alike.
     Returns the per-epoch history (also in ``metrics.csv``).
     """
     device = torch.device(device) if isinstance(device, str) else device
@@ -214,19 +268,29 @@ def fit(
     ckpt = checkpoint_path(run_dir, stage)
     history: list[dict] = []
     start_epoch = 0
+    state = state or {}
+    say = print if (progress and is_main_process()) else (lambda *a, **k: None)
     if ckpt.exists():
-        state = load_checkpoint(ckpt, model, optimizer, scheduler)
-        start_epoch, history = state["epoch"], state.get("history", [])
+        saved = read_checkpoint(ckpt)
+        check_checkpoint_origin(ckpt, saved, params)
+        load_checkpoint(ckpt, model, optimizer, scheduler, state=saved)
+        for name, obj in state.items():
+            if name in (saved.get("state") or {}):
+                obj.load_state_dict(saved["state"][name])
+        start_epoch, history = saved["epoch"], saved.get("history", [])
         if start_epoch >= epochs:
+            say(f"stage {stage}: finished earlier ({start_epoch} epochs), reusing {ckpt}")
             return history
+        say(f"stage {stage}: resuming from epoch {start_epoch} of {epochs} ({ckpt})")
     net = (nn.parallel.DistributedDataParallel(model, find_unused_parameters=True,
                                                device_ids=[device] if device.type == "cuda" else None)
            if distributed else model)
     sampler = DistributedSampler(train_data, shuffle=True, seed=seed, drop_last=drop_last) if distributed else None
     steps_per_epoch = (len(train_data) // world_size()) // batch_size if drop_last else \
         math.ceil(len(train_data) / world_size() / batch_size)
-    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, desc=stage, unit="batch",
-               disable=not (progress and is_main_process()), leave=True)
+    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, desc=stage, unit="batch", file=sys.stdout,
+               mininterval=10, ascii=True, dynamic_ncols=False, ncols=100,
+               disable=not (progress and is_main_process()), leave=False)
     for epoch in range(start_epoch, epochs):
         _seed_epoch(seed, epoch)
         if sampler is not None:
@@ -251,7 +315,8 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
             steps += 1
             bar.update(1)
-            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(out['loss'].detach()):.3f}")
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(out['loss'].detach()):.3f}",
+                            refresh=False)
         if scheduler is not None and not scheduler_per_step:
             scheduler.step()
         row = {"stage": stage, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
@@ -261,10 +326,16 @@ def fit(
             model.eval()
             row.update({f"val_{k}": v for k, v in eval_fn(model).items()})
         history.append(_plain(row))
+        if progress and is_main_process():
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+                              if k.startswith(("train_loss", "val_")) and isinstance(v, (int, float)))
+            bar.write(f"{stage} epoch {epoch + 1}/{epochs}: {shown} ({row['time_s']:.1f} s)", file=sys.stdout)
         if is_main_process():
             atomic_torch_save({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "state": {name: obj.state_dict() for name, obj in state.items()},
+                "code_version": CODE_VERSION,
                 "epoch": epoch + 1, "history": history, "params": params or {},
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                         "python": random.getstate()},
@@ -274,25 +345,6 @@ def fit(
             dist.barrier()
     bar.close()
     return history
-
-
-@torch.no_grad()
-def evaluate_classifier(model: nn.Module, data: Dataset, *, batch_size: int = 256,
-                        device: str | torch.device = "cpu", forward: Callable | None = None) -> dict:
-    """Top-1 / top-5 accuracy (in %) and mean cross-entropy of a classifier on ``data``."""
-    model.eval()
-    forward = forward or model
-    correct1 = correct5 = 0
-    loss_sum, n = 0.0, 0
-    for x, y in make_loader(data, batch_size):
-        x, y = x.to(device), y.to(device)
-        logits = forward(x)
-        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        correct1 += int((top[:, 0] == y).sum())
-        correct5 += int((top == y[:, None]).any(1).sum())
-        n += len(y)
-    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n}
 
 
 def classification_step(model: nn.Module, batch) -> dict:
