@@ -4,6 +4,7 @@ import torch
 
 import dynn
 from dynn.flops import count_macs, macs_by_module, measure_latency
+from dynn import models
 from dynn.models import create
 
 
@@ -70,3 +71,40 @@ def test_latency_is_measured():
     lat = measure_latency(create("cifar_resnet8").eval(), torch.randn(1, 3, 32, 32), min_run_time=0.05)
     assert lat.median_ms > 0 and lat.runs >= 1 and lat.device == "cpu" and lat.threads >= 1
     assert "M" in dynn.flops.format_macs(2.5e7)
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20", "resnet50", "resnext101_32x4d", "preresnet18"])
+def test_residual_view_recomposes_the_backbone_exactly(name):
+    from dynn.models import residual as R
+
+    model = models.create(name, num_classes=10).eval()
+    view = models.residual_view(model)
+    x = torch.randn(2, 3, 32, 32)
+    h = view.stem_and_pool(x)
+    for block in view.blocks:
+        if not isinstance(block, R.preresnet.PreActBasicBlock | R.preresnet.PreActBottleneck):
+            assert torch.allclose(R.pre_activation(block, h), R.shortcut(block, h) + R.residual(block, h))
+        h = R.activation(block)(R.pre_activation(block, h))
+    with torch.no_grad():
+        assert torch.allclose(view.head(h), model(x), atol=1e-4)
+    assert len(view.block_names) == len(view.stage_index) == view.num_blocks
+    names = dict(model.named_modules())
+    assert all(n in names for n in view.block_names)
+
+
+def test_residual_view_refuses_other_models():
+    with pytest.raises(TypeError, match="residual view needs"):
+        models.residual_view(torch.nn.Linear(2, 2))
+
+
+def test_registry_prefixes_and_duplicates():
+    from dynn.models.registry import register_model
+
+    @register_model(prefix="toyfamily")
+    def tiny(num_classes=10):
+        return torch.nn.Linear(4, num_classes)
+
+    assert models.list_models(prefix="toyfamily") == ["toyfamily.tiny"]
+    assert models.create("toyfamily.tiny", num_classes=3).out_features == 3
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model(tiny, prefix="toyfamily")

@@ -17,8 +17,9 @@ __version__ = "0.2.0"
 CODE_VERSION = __version__
 
 _SUBMODULES = frozenset({
-    "adaskip", "baseline", "blockdrop", "claims", "data", "evaluate", "flops", "models", "params",
-    "plots", "published", "report", "results", "dynamic_routing", "runs", "sdpoint", "slimmable",
+    "adaskip", "blockdrop", "claims", "data", "evaluate", "flops", "models", "params",
+    "plots", "published", "report", "resnet_baseline", "results", "dynamic_routing", "runs", "sdpoint",
+    "slimmable",
     "train",
 })
 

@@ -55,15 +55,37 @@ def verdict(low: float, high: float, threshold: float = 0.0, *, above: bool = Tr
 
 
 def claim(id: str, statement: str, *, paper: str, value: float | None, ci: Sequence[float] | None,
-          holds: bool | None, rule: str, unit: str = "") -> dict:
-    """One row of the claims table (what ``results.json`` stores and the report prints)."""
+          holds: bool | None, rule: str, unit: str = "", threshold: float | None = None,
+          above: bool = True) -> dict:
+    """One row of the claims table (what ``results.json`` stores and the report prints).
+
+    ``threshold``/``above``: where the rule is "the interval lies above (below) threshold",
+    say so, and the report decides the claim again from the interval over seeds.
+    """
     if holds not in (True, False, None):
         raise ValueError(f"claim {id!r}: holds must be True, False or None, got {holds!r}")
     return {"id": id, "statement": statement, "paper": paper,
             "value": None if value is None else float(value),
             "ci": None if ci is None else [float(c) for c in ci],
-            "holds": holds, "rule": rule, "unit": unit}
+            "holds": holds, "rule": rule, "unit": unit, "threshold": threshold, "above": above}
 
 
 def mark(holds: bool | None) -> str:
     return {True: "✓", False: "✗", None: "?"}[holds]
+
+
+def claims_markdown(table) -> str:
+    """The report's claims table (``figures/report/claims.md``): ✓ / ✗ / ? per claim."""
+    lines = ["| notebook | run | claim | paper | ours | 95 % interval | seeds | holds | rule |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for _, c in table.iterrows():
+        ci = c.get("ci")
+        interval = (f"[{ci[0]:.3g}, {ci[1]:.3g}]" if isinstance(ci, (list, tuple)) and len(ci) == 2
+                    and not any(map(math.isnan, ci)) else "—")
+        value = "—" if c.get("value") is None or (isinstance(c["value"], float) and math.isnan(c["value"])) \
+            else f"{c['value']:.3g}{(' ' + c['unit']) if c.get('unit') else ''}"
+        lines.append(f"| {c['notebook']} | {c.get('parameters', '')} | {c['statement']} | {c['paper']} | {value} | "
+                     f"{interval} | {c.get('seeds', 1)} | {mark(c['holds'])} | {c['rule']} |")
+    if len(lines) == 2:
+        lines.append("| — | — | no notebook has written claims yet | — | — | — | — | ? | — |")
+    return "\n".join(lines) + "\n"

@@ -1,77 +1,98 @@
-"""Reading what the notebooks measured: every ``results.json`` under ``runs/`` as tidy tables.
+"""Reading what the notebooks measured: the runs the manifest lists, as tidy tables.
 
-The report notebook never re-trains anything; it only reads these files, so the cross-method
-figures are exactly the numbers each paper notebook printed.
+The report notebook never re-trains anything and never reads whatever happens to lie under
+``runs/``: it reads the runs ``runs/manifest.json`` lists as finished (written by
+:mod:`dynn.report`), so a stale or hand-made run cannot slip into the figures. Every point
+carries its ``role`` (method / baseline / ablation / reference), ``series`` and how its
+operating point was chosen (``selection``), so the report draws by role, and a sixth method
+needs no edit here.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dynn.claims import t_interval, verdict
 from dynn.plots import pareto_front
+from dynn.runs import params_key
 
-# Notebooks whose points are image classification on the shared embedded setup
-# (mnist5k at 32x32, CIFAR-ResNet family), drawable on one accuracy–MACs plot.
-CLASSIFICATION = ("resnet_baseline", "blockdrop", "sdpoint", "slimmable")
-
-# Series that are ablations (e.g. evaluated without BatchNorm recalibration): measured and
-# kept in the tables, but not what a method would deploy, so left out of cross-method fronts.
-ABLATION_MARKERS = ("no recal", "no bn recal")
+FINISHED = ("ok", "reused")
 
 
-def is_ablation(series: str | None) -> bool:
-    return any(m in str(series).lower() for m in ABLATION_MARKERS)
+def read_manifest(runs_dir: str | Path) -> dict:
+    path = Path(runs_dir) / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run `make report` (python -m dynn.report) first")
+    return json.loads(path.read_text())
 
 
-# Reference curves drawn inside a method's notebook (the full network, plain training,
-# the same blocks dropped for everyone, static ResNets): compared against, not the method.
-BASELINE_MARKERS = ("baseline", "full network", "same blocks", "static")
-
-
-def is_baseline(series: str | None) -> bool:
-    return any(m in str(series).lower() for m in BASELINE_MARKERS)
-
-
-def result_files(runs_dir: str | Path) -> list[Path]:
-    """``runs/<notebook>/<run>/results.json``, skipping shared stages and the report itself."""
+def finished_runs(runs_dir: str | Path) -> list[dict]:
+    """Manifest entries of finished runs whose results.json exists, each with its results loaded."""
     runs_dir = Path(runs_dir)
-    return sorted(p for p in runs_dir.glob("*/*/results.json")
-                  if p.parts[-3] != "report" and not p.parts[-2].startswith("_"))
+    root = runs_dir.parent
+    entries = []
+    for entry in read_manifest(runs_dir)["runs"]:
+        path = root / entry["run_dir"] / "results.json"
+        if entry["status"] in FINISHED and path.exists():
+            entries.append({**entry, "results": json.loads(path.read_text())})
+    return entries
 
 
-def _load(path: Path) -> dict:
-    results = json.loads(path.read_text())
-    results["notebook"], results["run"] = path.parts[-3], path.parts[-2]
-    return results
+def _group(entry: dict) -> str:
+    """Runs that differ only in ``seed`` form one group (their points are averaged)."""
+    return params_key({k: v for k, v in entry["parameters"].items() if k != "seed"}, frozenset())
 
 
-def runs_table(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per run: notebook, run key, method, dataset, headline metrics (flattened)."""
+def runs_table(entries: list[dict]) -> pd.DataFrame:
+    """One row per run: notebook, parameters, status, seconds, headline metrics (flattened)."""
     rows = []
-    for path in result_files(runs_dir):
-        r = _load(path)
-        rows.append({"notebook": r["notebook"], "run": r["run"], "method": r.get("method"),
-                     "dataset": r.get("dataset"), "device": r.get("environment", {}).get("device"),
+    for e in entries:
+        r = e["results"]
+        rows.append({"notebook": e["notebook"], "run": e["run_dir"], "group": _group(e),
+                     "parameters": ", ".join(f"{k}={v}" for k, v in e["parameters"].items()) or "defaults",
+                     "seed": r.get("params", {}).get("seed"), "status": e["status"], "seconds": e["seconds"],
+                     "code_changed": e.get("code_changed", False), "dataset": r.get("dataset"),
                      **{f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()
                         if isinstance(v, (int, float, str, bool)) or v is None}})
     return pd.DataFrame(rows)
 
 
-def points_table(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per accuracy–cost point of every run (the tidy table the figures draw)."""
+def points_table(entries: list[dict]) -> pd.DataFrame:
+    """One row per accuracy–cost point of every finished run (the tidy table the figures draw)."""
     rows = []
-    for path in result_files(runs_dir):
-        r = _load(path)
+    for e in entries:
+        r = e["results"]
         for p in r.get("points", []):
-            rows.append({"notebook": r["notebook"], "run": r["run"], "method": r.get("method"),
-                         "dataset": r.get("dataset"), "series": p.get("series", r.get("method")), **p})
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table = table.drop_duplicates(subset=["notebook", "series", "label", "accuracy", "macs"])
-    return table
+            rows.append({"notebook": e["notebook"], "run": e["run_dir"], "group": _group(e),
+                         "dataset": r.get("dataset"), "seed": r.get("params", {}).get("seed"), **p})
+    return pd.DataFrame(rows)
+
+
+def aggregate_seeds(points: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:
+    """Mean and 95 % t-interval of ``value`` over the seeds of each (group, series, label) point.
+
+    Costs are averaged too; ``seeds`` counts the runs behind each row (1 means no interval).
+    """
+    keys = ["notebook", "group", "task", "role", "series", "selection", "label"]
+    rows = []
+    for key, g in points.groupby(keys, dropna=False, sort=False):
+        mean, low, high = t_interval(g[value].to_numpy())
+        row = dict(zip(keys, key))
+        row.update({value: mean, f"{value}_low": low, f"{value}_high": high, "seeds": len(g),
+                    "macs": float(g["macs"].mean()), "dataset": g["dataset"].iloc[0]})
+        if "latency_ms" in g:
+            row["latency_ms"] = float(g["latency_ms"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def deployed(points: pd.DataFrame) -> pd.DataFrame:
+    """The points a method would ship: role ``method`` chosen on validation or fixed in advance."""
+    return points[(points["role"] == "method") & points["selection"].isin(["validation", "fixed"])]
 
 
 def front(table: pd.DataFrame, x: str = "macs", y: str = "accuracy") -> pd.DataFrame:
@@ -80,18 +101,36 @@ def front(table: pd.DataFrame, x: str = "macs", y: str = "accuracy") -> pd.DataF
     return table.iloc[pareto_front(table[x].to_numpy(), table[y].to_numpy())]
 
 
-def best_within_budget(points: pd.DataFrame, budget_macs: float,
-                       by: tuple[str, ...] = ("notebook", "series")) -> pd.DataFrame:
-    """Per group, the most accurate point costing at most ``budget_macs`` (groups with none are left out)."""
+def claims_table(entries: list[dict]) -> pd.DataFrame:
+    """Every paper claim of every finished run; over seeds, one row per (notebook, group, claim).
+
+    With several seeds the value is the mean and the interval the t-interval over seeds; a
+    claim that states a ``threshold`` is decided again from that interval, others hold only
+    if every seed says so (mixed verdicts are inconclusive).
+    """
     rows = []
-    for key, group in points.groupby(list(by)):
-        affordable = group[group["macs"] <= budget_macs]
-        if affordable.empty:
-            continue
-        best = affordable.loc[affordable["accuracy"].idxmax()]
-        rows.append({**dict(zip(by, key)), "label": best.get("label"), "accuracy": best["accuracy"],
-                     "macs": best["macs"], "latency_ms": best.get("latency_ms", np.nan),
-                     "baseline": is_baseline(best.get("series"))})
+    for e in entries:
+        for c in e["results"].get("claims", []) or []:
+            rows.append({"notebook": e["notebook"], "group": _group(e),
+                         "parameters": ", ".join(f"{k}={v}" for k, v in e["parameters"].items() if k != "seed")
+                         or "defaults", **c})
     if not rows:
-        return pd.DataFrame(columns=[*by, "label", "accuracy", "macs", "latency_ms", "baseline"])
-    return pd.DataFrame(rows).sort_values("accuracy", ascending=False).reset_index(drop=True)
+        return pd.DataFrame(columns=["notebook", "parameters", "id", "statement", "paper", "value", "ci",
+                                     "holds", "rule", "seeds"])
+    table = pd.DataFrame(rows)
+    out = []
+    for _, g in table.groupby(["notebook", "group", "id"], sort=False):
+        first = g.iloc[0].to_dict()
+        values = [v for v in g["value"] if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        if len(g) > 1 and values:
+            mean, low, high = t_interval(values)
+            first.update(value=mean, ci=[low, high])
+            threshold = first.get("threshold")
+            if threshold is not None and not np.isnan(low):
+                first["holds"] = verdict(low, high, threshold, above=first.get("above", True))
+            else:
+                verdicts = set(g["holds"])
+                first["holds"] = verdicts.pop() if len(verdicts) == 1 else None
+        first["seeds"] = len(g)
+        out.append(first)
+    return pd.DataFrame(out)

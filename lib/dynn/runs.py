@@ -235,7 +235,7 @@ class Run:
         if nprocs > 1:
             from dynn.train import run_elastic
 
-            run_elastic(_stage_entry, nprocs, fn, str(path), str(self.device), kwargs)
+            run_elastic(stage_entry, nprocs, fn, str(path), str(self.device), kwargs)
         return fn(run_dir=str(path), device=str(self.device), **kwargs)
 
     def checkpoint(self, stage: str) -> str:
@@ -257,9 +257,18 @@ class Run:
                              task=self.task, claims=claims, **extra)
 
 
-def _stage_entry(fn: Callable, run_dir: str, device: str, kwargs: dict) -> None:
-    """What each TorchElastic worker runs: the stage function (its return value stays local)."""
-    fn(run_dir=run_dir, device=device, **kwargs)
+def stage_entry(fn: Callable, run_dir: str, device: str, kwargs: dict) -> float | None:
+    """What each TorchElastic worker runs: the stage function.
+
+    Returns the trained model's :func:`dynn.train.weights_digest` (not the model), which is
+    what a test compares across ranks.
+    """
+    import torch.nn as nn
+
+    from dynn.train import weights_digest
+
+    result = fn(run_dir=run_dir, device=device, **kwargs)
+    return weights_digest(result) if isinstance(result, nn.Module) else None
 
 
 def start(notebook: str, params: dict, *, task: str = "classification") -> Run:

@@ -153,6 +153,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def weights_digest(model: nn.Module) -> float:
+    """A number that changes when any learned weight changes (to compare ranks or runs).
+
+    Parameters only: BatchNorm running statistics are per-rank buffers under DDP.
+    """
+    return float(sum((p.detach().double().cpu() * (i + 1)).sum() for i, p in enumerate(model.parameters())))
+
+
 # ---------------------------------------------------------------- checkpoints and history
 def checkpoint_path(run_dir: str | Path, stage: str) -> Path:
     return Path(run_dir) / f"{stage}.ckpt"
@@ -218,8 +226,13 @@ def write_metrics(run_dir: str | Path, stage: str, history: list[dict]) -> Path:
 
 
 # ---------------------------------------------------------------- the loop
-def _seed_epoch(seed: int, epoch: int) -> None:
-    seed_everything(seed * 100_003 + epoch)
+# Each epoch's seed is (seed, epoch) folded into one integer; the prime keeps the epochs of
+# one run from colliding with another run's seeds.
+EPOCH_SEED_STRIDE = 100_003
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * EPOCH_SEED_STRIDE + epoch
 
 
 def fit(
@@ -292,10 +305,10 @@ def fit(
                mininterval=10, ascii=True, dynamic_ncols=False, ncols=100,
                disable=not (progress and is_main_process()), leave=False)
     for epoch in range(start_epoch, epochs):
-        _seed_epoch(seed, epoch)
+        seed_everything(epoch_seed(seed, epoch))
         if sampler is not None:
             sampler.set_epoch(epoch)
-        loader = make_loader(train_data, batch_size, shuffle=True, seed=seed * 100_003 + epoch,
+        loader = make_loader(train_data, batch_size, shuffle=True, seed=epoch_seed(seed, epoch),
                              num_workers=num_workers, drop_last=drop_last, sampler=sampler)
         if collate_fn is not None:
             loader.collate_fn = collate_fn
