@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test report clean-runs
+.PHONY: install test test-fast lint report clean-runs
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,11 +12,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+# Lint and format checks (ruff, as configured in pyproject.toml), then the whole suite.
+lint: install
+	$(VENV)/bin/ruff check lib tests
+	$(VENV)/bin/ruff format --check lib tests
+
+test: lint
 	$(PY) -m pytest -q
 
-# One torch thread by default: the committed figures were made that way, results depend
-# on the thread count, and it is the fastest setting when anything else shares the CPU.
+# Day-to-day: no notebook runs, no multi-process tests (a minute or two).
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+# One torch thread per run, as many runs as cores: the committed figures were made that
+# way, and results depend on the thread count. ARGS passes options (--only, -j, --list...).
 report: install
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m dynn.report $(ARGS)
 
