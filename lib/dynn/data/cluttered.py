@@ -1,0 +1,129 @@
+"""``cluttered_digits``: real MNIST digits of varying scale on a cluttered, noisy canvas.
+
+PLACEHOLDER docstring: measured numbers are filled in below once measured.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dynn.data.registry import SPLIT_SEED, register_dataset, split_indices
+
+CANVAS = 32  # native side in pixels
+SOURCE_FRACTIONS = (0.7, 0.1, 0.2)  # the mnist5k split of the 5,000 source digits
+SPLIT_IMAGES = {"train": 5000, "val": 1000, "test": 2000}
+_SPLIT_CODE = {"train": 1, "val": 2, "test": 3}
+# Generator ranges; every image draws a latent difficulty t ~ U(0, 1) that moves all of them.
+SIDE_RANGE = (28, 16)  # digit box side (px) at t = 0 and t = 1
+MAX_CLUTTER = 6  # fragments of other digits at t = 1 (binomial in t)
+FRAGMENT = 0.4  # fragment side / digit side
+NOISE_MAX = 0.2  # Gaussian pixel noise sigma (fraction of full scale) at t = 1
+LEVELS = ((1 / 3, "easy"), (2 / 3, "medium"), (1.01, "hard"))
+MEAN, STD = 0.15, 0.3  # PLACEHOLDER
+
+
+@functools.lru_cache(maxsize=1)
+def _source_digits() -> tuple[np.ndarray, np.ndarray]:
+    from dynn.data.images import _mnist5k_arrays
+
+    x, y = _mnist5k_arrays()
+    return x[:, 0], y
+
+
+def render_cluttered(digits: np.ndarray, labels: np.ndarray, n_images: int, seed) -> dict[str, np.ndarray]:
+    """Render ``n_images`` cluttered images from ``digits`` (uint8 ``n×28×28``), deterministic in ``seed``.
+
+    Image ``i`` shows digit ``i % n`` (so every source digit appears, several times when
+    ``n_images > n``). Returns ``images`` (uint8 ``N×1×CANVAS×CANVAS``), ``targets``,
+    ``difficulty`` (float in [0, 1]) and the parts it is made of (``side``, ``clutter``, ``noise``).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(digits)
+    src = np.arange(n_images) % n
+    t = rng.random(n_images)
+    lo, hi = SIDE_RANGE
+    side = np.clip(np.rint(lo + (hi - lo) * t + rng.normal(0, 1.5, n_images)), min(lo, hi), max(lo, hi)).astype(int)
+    clutter = rng.binomial(MAX_CLUTTER, t)
+    noise = NOISE_MAX * np.clip(t + rng.normal(0, 0.1, n_images), 0, 1)
+    brightness = rng.uniform(0.8, 1.0, n_images)
+    # Which source digits each image needs at its own scale: its digit, then its clutter donors.
+    donors = [rng.integers(0, n, k) for k in clutter]
+    canvas = np.zeros((n_images, CANVAS, CANVAS), np.float32)
+    pool = torch.from_numpy(digits.astype(np.float32) / 255)[:, None]
+    for s in np.unique(side):
+        members = np.flatnonzero(side == s)
+        need = np.concatenate([src[members]] + [donors[i] for i in members]).astype(int)
+        scaled = F.interpolate(pool[torch.from_numpy(need)], size=(int(s), int(s)), mode="bilinear",
+                               antialias=True, align_corners=False)[:, 0].clamp_(0, 1).numpy()
+        cursor = len(members)
+        f = max(3, int(round(FRAGMENT * s)))
+        for m, i in enumerate(members):
+            img = canvas[i]
+            for _ in range(clutter[i]):  # fragments first, the digit on top
+                piece = scaled[cursor]
+                cursor += 1
+                ink = np.argwhere(piece > 0.5)
+                cy, cx = ink[rng.integers(len(ink))] if len(ink) else (s // 2, s // 2)
+                y0, x0 = np.clip([cy - f // 2, cx - f // 2], 0, s - f)
+                frag = piece[y0:y0 + f, x0:x0 + f]
+                r, c = rng.integers(0, CANVAS - f + 1, 2)
+                np.maximum(img[r:r + f, c:c + f], frag * brightness[i], out=img[r:r + f, c:c + f])
+            r, c = rng.integers(0, CANVAS - s + 1, 2)
+            np.maximum(img[r:r + s, c:c + s], scaled[m] * brightness[i], out=img[r:r + s, c:c + s])
+    canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * noise[:, None, None].astype(np.float32)
+    images = np.clip(np.rint(canvas * 255), 0, 255).astype(np.uint8)[:, None]
+    parts = np.stack([(lo - side) / (lo - hi), clutter / MAX_CLUTTER, noise / NOISE_MAX])
+    return {"images": images, "targets": labels[src].astype(np.int64), "difficulty": parts.mean(0),
+            "side": side, "clutter": clutter, "noise": noise}
+
+
+@functools.lru_cache(maxsize=3)
+def cluttered_split(split: str) -> dict[str, np.ndarray]:
+    """The rendered split (uint8 images and per-image metadata), built once per process.
+
+    The 5,000 source digits are split first (the fixed ``mnist5k`` split, so test images
+    show digits no training image shows), then each split is rendered from its own digits
+    with its own fixed seed.
+    """
+    digits, labels = _source_digits()
+    idx = split_indices(len(labels), SOURCE_FRACTIONS, SPLIT_SEED)[split]
+    out = render_cluttered(digits[idx], labels[idx], SPLIT_IMAGES[split], [SPLIT_SEED, 7919, _SPLIT_CODE[split]])
+    for value in out.values():
+        value.flags.writeable = False
+    return out
+
+
+def difficulty_levels(difficulty: np.ndarray) -> np.ndarray:
+    """``"easy"`` / ``"medium"`` / ``"hard"`` per image, by fixed thresholds on the score."""
+    edges = [edge for edge, _ in LEVELS[:-1]]
+    names = np.array([name for _, name in LEVELS])
+    return names[np.digitize(difficulty, edges)]
+
+
+@register_dataset("cluttered_digits", embedded=True)
+def cluttered_digits(split: str = "train", *, resolution: int | None = None, channels: int | None = None,
+                     augment: bool | None = None):
+    """MNIST digits of varying size among clutter and noise (see the module docstring).
+
+    5,000/1,000/2,000 images of 32×32 (``resolution`` resizes), grey (``channels=3``
+    repeats it). Besides the usual attributes the dataset carries, per image,
+    ``difficulty`` (float in [0, 1]), ``difficulty_level`` (easy/medium/hard), ``digit_side``
+    (px at 32×32), ``clutter`` (number of fragments) and ``noise`` (pixel noise sigma).
+    """
+    from dynn.data.images import TensorImageDataset, _grey_to_channels, _resize_all
+
+    data = cluttered_split(split)
+    images = _grey_to_channels(_resize_all(torch.from_numpy(data["images"].copy()), resolution), channels)
+    c = images.shape[1]
+    extras = {
+        "difficulty": data["difficulty"].copy(), "difficulty_level": difficulty_levels(data["difficulty"]),
+        "digit_side": data["side"].copy(), "clutter": data["clutter"].copy(), "noise": data["noise"].copy(),
+    }
+    return TensorImageDataset(
+        images, torch.from_numpy(data["targets"].copy()), classes=[str(d) for d in range(10)],
+        mean=(MEAN,) * c, std=(STD,) * c, augment=(split == "train") if augment is None else augment,
+        hflip=False, name="cluttered_digits", extras=extras,
+    )
