@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -53,3 +56,40 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
     figures = list((tmp_path / "figures").glob("*.png"))
     assert figures, "the notebook wrote no figure"
     assert all(f.stat().st_size > 1000 for f in figures)
+
+
+# What JupyterLab writes when it opens a notebook and starts its kernel: committed this way,
+# opening a notebook does not mark it modified and autosave does not rewrite the file.
+JUPYTERLAB_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+JUPYTERLAB_LANGUAGE_INFO_KEYS = {"codemirror_mode", "file_extension", "mimetype", "name", "nbconvert_exporter",
+                                 "pygments_lexer", "version"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_is_stored_as_jupyterlab_writes_it(path):
+    text = path.read_text()
+    nb = nbformat.reads(text, as_version=4)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5), "nbformat 4.5 (cell ids), as JupyterLab writes"
+    assert all(cell.get("id") for cell in nb.cells), "every cell needs an id (JupyterLab adds missing ones)"
+    assert nb.metadata.get("kernelspec") == JUPYTERLAB_KERNELSPEC
+    assert set(nb.metadata.get("language_info", {})) == JUPYTERLAB_LANGUAGE_INFO_KEYS
+    assert text == nbformat.writes(nb) + "\n", "formatting differs from nbformat's (indent 1, trailing newline)"
+
+
+@pytest.mark.slow
+def test_readme_papermill_example_leaves_the_checkout_clean(tmp_path):
+    """An ad-hoc run writes into runs/ (ignored), never into the committed figures/."""
+    status = lambda: subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    runs_before = set((ROOT / "runs").glob("resnet_baseline/*")) if (ROOT / "runs").exists() else set()
+    before = status()
+    out = subprocess.run([sys.executable, "-m", "papermill", "notebooks/resnet_baseline.ipynb", str(tmp_path / "out.ipynb"),
+                          "-f", "params/resnet_baseline/smoke.yaml", "--no-progress-bar"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    created = set((ROOT / "runs").glob("resnet_baseline/*")) - runs_before
+    try:
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert status() == before
+        assert any((d / "figures" / "accuracy_vs_cost.png").exists() for d in created)
+    finally:
+        for d in created:
+            shutil.rmtree(d, ignore_errors=True)

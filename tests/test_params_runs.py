@@ -62,6 +62,9 @@ def test_data_root_layout_is_checked_at_validation_with_the_remedy(tmp_path):
     with pytest.raises(P.ParameterError, match="cifar-10-batches-py"):
         P.check(dict(GOOD, dataset="cifar10", data_root=str(tmp_path)), SPEC)  # exists, wrong layout
     (tmp_path / "cifar-10-batches-py").mkdir()
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta"):
+        (tmp_path / "cifar-10-batches-py" / name).write_bytes(b"")
     P.check(dict(GOOD, dataset="cifar10", data_root=str(tmp_path)), SPEC)
     P.check(dict(GOOD, dataset="cifar10", data_root=str(tmp_path / "new"), download=True), SPEC)
 

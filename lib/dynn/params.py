@@ -134,7 +134,7 @@ class DataRoot:
         try:
             check_source(params.get("dataset", ""), value, download=bool(params.get("download", False)))
         except DataError as err:
-            return str(err).removeprefix(f"parameter 'data_root' = {value!r}: ")
+            return re.sub(r"^parameter 'data_root' = '[^']*':? *", "", str(err))
         return None
 
 
