@@ -1,0 +1,246 @@
+"""What BlockDrop costs and what it gets right: MACs per block, greedy-policy evaluation,
+the threshold sweep, the "same blocks for everyone" baselines and the latency table.
+
+Cost: :func:`block_costs` reads one :func:`dynn.flops.macs_by_module` pass of the full main
+network into a fixed part (stem, shortcuts, head: paid whatever the policy) and one
+residual-branch cost per block; MACs per image = fixed part + Σ kept residual branches (+ the
+policy network). The unit tests check this against FlopCounterMode on the real-skip path.
+Latency comes from :func:`dynn.flops.compare_latency` (interleaved rounds in one process),
+each row recording the batch that really ran.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+import dynn.flops
+from dynn.blockdrop.model import BlockDrop, greedy_policy
+from dynn.data import make_loader
+from dynn.train import unwrap
+
+
+# ---------------------------------------------------------------- cost
+@dataclass
+class BlockCosts:
+    """MACs per image measured by FlopCounterMode: fixed part + residual branch of each block."""
+
+    full: int  # the whole main network
+    fixed: int  # stem, shortcuts, head: paid whatever the policy
+    blocks: np.ndarray  # K residual-branch MACs, saved when the block is dropped
+    policy: int  # the policy network
+
+    def macs(self, policy: np.ndarray | torch.Tensor, with_policy: bool = True) -> np.ndarray:
+        """MACs per image for each row of an ``N×K`` policy (or one ``K`` policy)."""
+        u = np.asarray(policy.detach().cpu() if isinstance(policy, torch.Tensor) else policy, dtype=float)
+        return self.fixed + u @ self.blocks + (self.policy if with_policy else 0)
+
+    def table(self, stage_index: Sequence[int] | None = None) -> pd.DataFrame:
+        rows = [{"block": k, "stage": (stage_index[k] if stage_index else None), "residual_macs": int(m),
+                 "share_of_full": m / self.full} for k, m in enumerate(self.blocks)]
+        return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def block_costs(model: BlockDrop, input_shape: Sequence[int], device: str | torch.device = "cpu") -> BlockCosts:
+    """Per-block MACs from one :func:`dynn.flops.macs_by_module` pass of the full main network."""
+    main = model.main
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, *input_shape, device=device)
+    table = dynn.flops.macs_by_module(main.backbone, x)
+    blocks = np.array([table.get(b, 0) - table.get(s, 0) for b, s in zip(main.block_names, main.shortcut_names)])
+    full = table[""]
+    policy = dynn.flops.count_macs(model.policy, x)
+    model.train(was_training)
+    return BlockCosts(full=int(full), fixed=int(full - blocks.sum()), blocks=blocks, policy=int(policy))
+
+
+# ---------------------------------------------------------------- evaluation
+@dataclass
+class PolicyEval:
+    """Per-image outcome of greedy BlockDrop inference on a dataset."""
+
+    keep_prob: np.ndarray  # N×K
+    policy: np.ndarray  # N×K in {0, 1}
+    preds: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.preds == self.labels
+
+    @property
+    def blocks_used(self) -> np.ndarray:
+        return self.policy.sum(1)
+
+    def distinct_policies(self) -> int:
+        return len({row.tobytes() for row in self.policy.astype(np.uint8)})
+
+    def summary(self, costs: BlockCosts) -> dict:
+        macs = costs.macs(self.policy, with_policy=True)
+        main_macs = costs.macs(self.policy, with_policy=False)
+        return {
+            "accuracy": 100.0 * self.correct.mean(),
+            "blocks_mean": float(self.blocks_used.mean()), "blocks_std": float(self.blocks_used.std()),
+            "macs_mean": float(macs.mean()), "macs_std": float(macs.std()),
+            "main_macs_mean": float(main_macs.mean()), "main_macs_std": float(main_macs.std()),
+            "distinct_policies": self.distinct_policies(),
+        }
+
+
+@torch.no_grad()
+def evaluate_policy(model: BlockDrop, data, *, batch_size: int = 256, device="cpu",
+                    threshold: float = 0.5, fixed_policy: torch.Tensor | None = None,
+                    keep_prob: np.ndarray | None = None) -> PolicyEval:
+    """Run greedy BlockDrop (real skipping) over ``data``.
+
+    ``threshold`` moves the keep-probability cut-off (the threshold sweep); ``fixed_policy``
+    (K,) drops the same blocks for every image (the static baseline); ``keep_prob`` reuses
+    already computed probabilities instead of re-running the policy network.
+    """
+    model.eval()
+    probs, policies, preds, labels = [], [], [], []
+    offset = 0
+    for x, y in make_loader(data, batch_size):
+        x = x.to(device)
+        if keep_prob is not None:
+            s = torch.as_tensor(keep_prob[offset:offset + len(x)], device=device)
+        else:
+            s = model.keep_prob(x)
+        offset += len(x)
+        if fixed_policy is not None:
+            u = torch.as_tensor(fixed_policy, device=device, dtype=s.dtype).expand(len(x), -1)
+        else:
+            u = model.force_curriculum(greedy_policy(s, threshold))
+        logits = model.main.forward_skip(x, u)
+        probs.append(s.cpu())
+        policies.append(u.cpu())
+        preds.append(logits.argmax(1).cpu())
+        labels.append(torch.as_tensor(y))
+    cat = lambda ts: torch.cat(ts).numpy()  # noqa: E731
+    return PolicyEval(cat(probs), cat(policies).astype(np.int64), cat(preds), cat(labels))
+
+
+def validation_fn(data, *, batch_size: int = 256, device="cpu") -> Callable[[nn.Module], dict]:
+    """``eval_fn`` for :func:`dynn.train.fit`: greedy accuracy and blocks used on ``data``."""
+
+    def eval_fn(model: nn.Module) -> dict:
+        ev = evaluate_policy(unwrap(model), data, batch_size=batch_size, device=device)
+        return {"accuracy": 100.0 * ev.correct.mean(), "blocks": float(ev.blocks_used.mean()),
+                "distinct_policies": ev.distinct_policies()}
+
+    return eval_fn
+
+
+def threshold_sweep(model: BlockDrop, data, ev: PolicyEval, costs: BlockCosts,
+                    thresholds: Sequence[float], *, device="cpu", batch_size: int = 256) -> pd.DataFrame:
+    """Accuracy and MACs of the same policy network cut at other keep-probability thresholds."""
+    rows = []
+    for t in thresholds:
+        e = evaluate_policy(model, data, device=device, batch_size=batch_size, threshold=t, keep_prob=ev.keep_prob)
+        rows.append({"threshold": t, **e.summary(costs)})
+    return pd.DataFrame(rows)
+
+
+def static_drop_baselines(model: BlockDrop, data, ev: PolicyEval, costs: BlockCosts, *, device="cpu",
+                          batch_size: int = 256, counts: Sequence[int] | None = None) -> pd.DataFrame:
+    """"Drop the same blocks for everyone": keep the m blocks BlockDrop keeps most often.
+
+    Ranking by BlockDrop's own keep frequency (ties: the higher mean keep-probability) gives
+    the strongest static policy we can read off the learned one, at every MACs level.
+    """
+    K = model.num_blocks
+    frequency = ev.policy.mean(0) + 1e-3 * ev.keep_prob.mean(0)
+    order = np.argsort(-frequency, kind="stable")
+    rows = []
+    for m in (counts if counts is not None else range(1, K + 1)):
+        u = np.zeros(K, dtype=np.int64)
+        u[order[:m]] = 1
+        e = evaluate_policy(model, data, device=device, batch_size=batch_size, fixed_policy=torch.as_tensor(u))
+        summary = e.summary(costs)
+        summary["macs_mean"] = summary["main_macs_mean"]  # a static policy needs no policy network
+        rows.append({"kept_blocks": m, "policy": "".join(map(str, u)), **summary})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- latency
+LATENCY_PATHS = {
+    "blockdrop": "BlockDrop: policy + real skip",
+    "main": "main network only, real skip",
+    "masked": "main network only, masked (official batched path)",
+    "full": "full network",
+}
+
+
+def latency_table(model: BlockDrop, images: torch.Tensor, *, batch: torch.Tensor, costs: BlockCosts,
+                  min_run_time: float = 0.3, rounds: int = 4) -> pd.DataFrame:
+    """Measured latency of real skipping vs the full network, beside the MACs ratio.
+
+    Two :func:`dynn.flops.compare_latency` calls, ratios taken only within one call:
+
+    - batch 1: for each image of ``images`` (N×C×H×W) the full network, BlockDrop (policy
+      network + ``forward_single`` with the image's greedy policy) and the main network alone
+      with that policy, timed back to back (a shared machine's load hits all three alike);
+      per path the mean over the images of their medians;
+    - batch ``len(batch)``: policy + batched real skip, batched real skip alone, the masked
+      path (what the official batched code runs: every block any image keeps, on the whole
+      batch) and the full network, interleaved over ``rounds`` rounds; per path the fastest
+      round's median (on a shared machine the least disturbed one).
+
+    The full network's rows (ratio 1) give the reference latency. Every row carries ``key``
+    (full / blockdrop / main / masked), ``batch`` (what really ran), ``latency_ratio`` (to
+    the full network of the same call), ``macs_ratio`` and ``latency_over_macs_ratio`` (1:
+    time falls exactly as MACs do).
+    """
+    model.eval()
+    main = model.main
+    infer = lambda z: model.infer(z)[0]  # noqa: E731
+    with torch.no_grad():
+        single_policies = [model.force_curriculum(greedy_policy(model.keep_prob(images[i:i + 1])))[0]
+                           for i in range(len(images))]
+        u = model.force_curriculum(greedy_policy(model.keep_prob(batch)))
+    calls_b1 = {}
+    for i, ui in enumerate(single_policies):
+        x = images[i:i + 1]
+        calls_b1[("full", i)] = (main, (x,))
+        calls_b1[("blockdrop", i)] = (infer, (x,))
+        calls_b1[("main", i)] = (main.forward_single, (x, ui))
+    rows_b1 = dynn.flops.compare_latency({f"{p}/{i}": c for (p, i), c in calls_b1.items()}, rounds=1,
+                                         min_run_time=min_run_time)
+    rows_bn = dynn.flops.compare_latency({
+        "full": (main, (batch,)), "blockdrop": (infer, (batch,)),
+        "main": (main.forward_skip, (batch, u)), "masked": (main.forward_masked, (batch, u)),
+    }, rounds=rounds, min_run_time=min_run_time)
+
+    def b1(path: str) -> tuple[float, dict]:
+        rows = [r for r in rows_b1 if r["name"].split("/")[0] == path]
+        return float(np.mean([r["median_ms"] for r in rows])), rows[0]
+
+    policy_stack = torch.stack(single_policies)
+    macs_b1 = {"full": float(costs.full), "blockdrop": float(costs.macs(policy_stack, True).mean()),
+               "main": float(costs.macs(policy_stack, False).mean())}
+    macs_bn = {"full": float(costs.full), "blockdrop": float(costs.macs(u, True).mean()),
+               "main": float(costs.macs(u, False).mean()),
+               "masked": float(costs.macs(u.amax(0, keepdim=True), False)[0])}  # every block someone keeps
+    full_b1, _ = b1("full")
+    by_name = {r["name"]: r for r in rows_bn}
+    full_bn = by_name["full"]["best_ms"]
+
+    def row(path: str, ms: float, full_ms: float, macs: float, measured: dict) -> dict:
+        return {"key": path, "path": LATENCY_PATHS[path], "batch": measured["batch"], "latency_ms": ms,
+                "full_latency_ms": full_ms, "latency_ratio": ms / full_ms, "macs_ratio": macs / costs.full,
+                "latency_over_macs_ratio": (ms / full_ms) / (macs / costs.full),
+                "rounds": measured["rounds"], "threads": measured["threads"], "device": measured["device"]}
+
+    table = []
+    for path in ("full", "blockdrop", "main"):
+        ms, measured = b1(path)
+        table.append(row(path, ms, full_b1, macs_b1[path], measured))
+    for path in ("full", "blockdrop", "main", "masked"):
+        table.append(row(path, by_name[path]["best_ms"], full_bn, macs_bn[path], by_name[path]))
+    return pd.DataFrame(table)
