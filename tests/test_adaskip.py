@@ -1,4 +1,5 @@
 """AR-Net (AdaSkip): skipping semantics, masked vs efficient inference, costs, loss, stages, data."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,14 @@ RESO = [16, 12, 8, 6]
 
 
 def small_model(**kw) -> M.AdaSkipNet:
-    kw = {"backbone_list": ["cifar_resnet8"] * 3, "reso_list": RESO, "base_width": 4, "policy_width": 4,
-          "hidden_dim": 8, **kw}
+    kw = {
+        "backbone_list": ["cifar_resnet8"] * 3,
+        "reso_list": RESO,
+        "base_width": 4,
+        "policy_width": 4,
+        "hidden_dim": 8,
+        **kw,
+    }
     model = M.AdaSkipNet(10, **kw).eval()
     with torch.no_grad():  # spread the decisions over all actions
         model.linear.weight.normal_(0, 2)
@@ -89,8 +96,9 @@ def test_measured_macs_follow_the_decisions():
 
     counter = FlopCounterMode(display=False)
     with counter:
-        lite_j, r_all, policy_frames = M.policy_efficient(model, inputs, decision="sample",
-                                                          noise=M.gumbel_noise((6, 8, model.action_dim)))
+        lite_j, r_all, policy_frames = M.policy_efficient(
+            model, inputs, decision="sample", noise=M.gumbel_noise((6, 8, model.action_dim))
+        )
         M.run_chosen(model, inputs, r_all, lite_j)
     choice = r_all.argmax(-1)
     expected = sum(int((choice == k).sum()) * c for k, c in enumerate(costs.backbone)) + policy_frames * costs.policy
@@ -139,8 +147,9 @@ def test_gumbel_is_one_hot_with_gradient():
 def test_joint_step_trains_the_policy_through_r():
     model = small_model().train()
     temperature = M.GumbelTemperature(5.0, -0.045, steps_per_epoch=1)
-    step = T.JointStep(temperature, torch.tensor([4.0, 2, 1, 0, 0, 0, 0]), w_acc=0.95, w_eff=0.05,
-                       uniform_loss_weight=3.0)
+    step = T.JointStep(
+        temperature, torch.tensor([4.0, 2, 1, 0, 0, 0, 0]), w_acc=0.95, w_eff=0.05, uniform_loss_weight=3.0
+    )
     out = step(model, (clip_batch(b=4), torch.tensor([1, 2, 3, 4])))
     assert out["tau"] == pytest.approx(5.0) and temperature.tau == pytest.approx(5.0 * np.exp(-0.045))
     out["loss"].backward()
@@ -170,16 +179,24 @@ def test_matched_random_policy_matches_frame_usage():
     sampler = E.matched_action_sampler(model, usage)
     forced = sampler(400, 16, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        _, r = model.get_lite_j_and_r([x[:1].expand(400, -1, -1, -1, -1) for x in clip_batch(b=1, t=16)],
-                                      True, 1.0, actions=forced)
+        _, r = model.get_lite_j_and_r(
+            [x[:1].expand(400, -1, -1, -1, -1) for x in clip_batch(b=1, t=16)], True, 1.0, actions=forced
+        )
     got = np.bincount(r.argmax(-1).flatten().numpy(), minlength=7) / r.shape[0] / r.shape[1]
     np.testing.assert_allclose(got, usage, atol=0.04)
 
 
 def test_check_config_names_the_parameters():
-    params = {"reso_list": [16, 24], "multi_models": True, "backbone_list": ["a", "b", "c"],
-              "policy_input_offset": 5, "policy_also_backbone": True, "w_acc": 1, "w_eff": 0,
-              "dataset": "moving_digits"}
+    params = {
+        "reso_list": [16, 24],
+        "multi_models": True,
+        "backbone_list": ["a", "b", "c"],
+        "policy_input_offset": 5,
+        "policy_also_backbone": True,
+        "w_acc": 1,
+        "w_eff": 0,
+        "dataset": "moving_digits",
+    }
     with pytest.raises(ParameterError, match="reso_list.*decrease") as err:
         AP.check_config(params)
     assert "policy_input_offset" in str(err.value) and "backbone_list" in str(err.value)
@@ -187,10 +204,12 @@ def test_check_config_names_the_parameters():
 
 # ---------------------------------------------------------------- data
 def test_moving_digits_is_deterministic_multiresolution_and_typed():
-    a = dynn.data.get_dataset("moving_digits", "test", reso_list=[16, 12, 8], num_segments=4, clip_frames=8,
-                              num_clips=12)
-    b = dynn.data.get_dataset("moving_digits", "test", reso_list=[16, 12, 8], num_segments=4, clip_frames=8,
-                              num_clips=5)
+    a = dynn.data.get_dataset(
+        "moving_digits", "test", reso_list=[16, 12, 8], num_segments=4, clip_frames=8, num_clips=12
+    )
+    b = dynn.data.get_dataset(
+        "moving_digits", "test", reso_list=[16, 12, 8], num_segments=4, clip_frames=8, num_clips=5
+    )
     assert torch.equal(a.clips[:5], b.clips)  # a prefix does not depend on the number of clips
     frames, label = a[3]
     assert [f.shape for f in frames] == [(4, 3, 16, 16), (4, 3, 12, 12), (4, 3, 8, 8)]
@@ -228,10 +247,10 @@ def _frame_folder(root, videos=3, frames=5):
 
 def test_video_frames_reads_the_official_format(tmp_path):
     _frame_folder(tmp_path)
-    train = dynn.data.get_dataset("video_frames", "train", data_root=str(tmp_path), reso_list=[32, 16],
-                                  num_segments=4)
-    test = dynn.data.get_dataset("video_frames", "test", data_root=str(tmp_path), reso_list=[32, 16],
-                                 num_segments=4)  # no test.txt: the official evaluation uses val
+    train = dynn.data.get_dataset("video_frames", "train", data_root=str(tmp_path), reso_list=[32, 16], num_segments=4)
+    test = dynn.data.get_dataset(
+        "video_frames", "test", data_root=str(tmp_path), reso_list=[32, 16], num_segments=4
+    )  # no test.txt: the official evaluation uses val
     assert len(train) == 3 and len(test) == 2 and train.num_classes == 2
     frames, label = test[1]
     assert [f.shape for f in frames] == [(4, 3, 32, 32), (4, 3, 16, 16)] and label == 1
@@ -257,17 +276,30 @@ def test_video_frames_errors_name_the_parameter(tmp_path):
 
 
 def test_check_config_rejects_sizes_the_cifar_resnet_cannot_halve_twice():
-    params = {"reso_list": [24, 18, 12, 9], "multi_models": True, "backbone_list": ["cifar_resnet8"] * 3,
-              "policy_input_offset": 3, "policy_also_backbone": True, "w_acc": 1, "w_eff": 0,
-              "dataset": "moving_digits"}
+    params = {
+        "reso_list": [24, 18, 12, 9],
+        "multi_models": True,
+        "backbone_list": ["cifar_resnet8"] * 3,
+        "policy_input_offset": 3,
+        "policy_also_backbone": True,
+        "w_acc": 1,
+        "w_eff": 0,
+        "dataset": "moving_digits",
+    }
     with pytest.raises(ParameterError, match="divisible by 4"):
         AP.check_config(params)
 
 
 def test_torchvision_backbones_by_name():
     """The official networks (ResNet per resolution, MobileNetV2 policy) plug in by name."""
-    model = M.AdaSkipNet(5, backbone_list=["resnet18"], reso_list=[32, 16], policy_backbone="mobilenet_v2",
-                         policy_input_offset=1, hidden_dim=8).eval()
+    model = M.AdaSkipNet(
+        5,
+        backbone_list=["resnet18"],
+        reso_list=[32, 16],
+        policy_backbone="mobilenet_v2",
+        policy_input_offset=1,
+        hidden_dim=8,
+    ).eval()
     assert model.policy_feat_dim == 1280 and model.action_dim == 2 + 3
     g = torch.Generator().manual_seed(0)
     inputs = [torch.randn(2, 3, 3, r, r, generator=g) for r in (32, 16)]
@@ -280,10 +312,21 @@ def test_torchvision_backbones_by_name():
 
 def test_build_model_is_seeded():
     """Initialisation must not depend on the RNG state left by earlier (possibly resumed) stages."""
-    arch = {"backbone_list": ["cifar_resnet8"] * 3, "reso_list": RESO, "policy_backbone": "tiny",
-            "policy_input_offset": 3, "hidden_dim": 8, "skip_list": [1, 2, 4], "policy_also_backbone": True,
-            "multi_models": True, "online_policy": True, "dropout": 0.5, "base_width": 4, "policy_width": 4,
-            "cx_quirk": True}
+    arch = {
+        "backbone_list": ["cifar_resnet8"] * 3,
+        "reso_list": RESO,
+        "policy_backbone": "tiny",
+        "policy_input_offset": 3,
+        "hidden_dim": 8,
+        "skip_list": [1, 2, 4],
+        "policy_also_backbone": True,
+        "multi_models": True,
+        "online_policy": True,
+        "dropout": 0.5,
+        "base_width": 4,
+        "policy_width": 4,
+        "cx_quirk": True,
+    }
     a = M.build_model(10, seed=3, **arch)
     torch.rand(100)
     b = M.build_model(10, seed=3, **arch)
@@ -339,8 +382,16 @@ def test_official_cost_accounting_equals_measured_macs_when_no_skip_is_cut_short
 
 
 # ---------------------------------------------------------------- the stages
-STAGE_DATA = dict(dataset="moving_digits", reso_list=[16, 12, 8, 4], num_segments=4, clip_frames=8, train_limit=16,
-                  batch_size=8, num_workers=0, seed=0)
+STAGE_DATA = dict(
+    dataset="moving_digits",
+    reso_list=[16, 12, 8, 4],
+    num_segments=4,
+    clip_frames=8,
+    train_limit=16,
+    batch_size=8,
+    num_workers=0,
+    seed=0,
+)
 STAGE_ARCH = dict(backbone_list=["cifar_resnet8"] * 3, base_width=4, policy_width=4, policy_input_offset=3)
 
 
@@ -352,16 +403,29 @@ def pretrained(tmp_path_factory):
 
 
 def _joint_args(pretrained):
-    return dict(pretrained=pretrained, **STAGE_DATA, **STAGE_ARCH, hidden_dim=8, w_eff=0.3, largest_cost=4.0,
-                init_tau=5.0, tau_decay=-0.3, epochs=2, lr=0.02, progress=False)
+    return dict(
+        pretrained=pretrained,
+        **STAGE_DATA,
+        **STAGE_ARCH,
+        hidden_dim=8,
+        w_eff=0.3,
+        largest_cost=4.0,
+        init_tau=5.0,
+        tau_decay=-0.3,
+        epochs=2,
+        lr=0.02,
+        progress=False,
+    )
 
 
 def test_pretrain_reloads_instead_of_retraining(pretrained, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("a finished stage must not train again")
+
     monkeypatch.setattr(dynn_train, "fit", never)
-    bank = T.pretrain(run_dir=str(Path(pretrained).parent), **STAGE_DATA, **STAGE_ARCH, epochs=1, lr=0.05,
-                      progress=False)
+    bank = T.pretrain(
+        run_dir=str(Path(pretrained).parent), **STAGE_DATA, **STAGE_ARCH, epochs=1, lr=0.05, progress=False
+    )
     assert len(bank.backbones) == 3 and not bank.training
 
 
@@ -382,12 +446,15 @@ def test_temperature_survives_an_interrupted_and_resumed_joint_stage(pretrained,
     monkeypatch.setattr(T, "efficiency_loss", real_loss)
     assert torch.load(tmp_path / "run" / "joint.ckpt", weights_only=False)["epoch"] == 1
     resumed = T.joint(run_dir=str(tmp_path / "run"), **_joint_args(pretrained))
-    taus = [pd.read_csv(tmp_path / d / "metrics.csv").query("stage == 'joint'")["train_tau"].tolist()
-            for d in ("ref", "run")]
+    taus = [
+        pd.read_csv(tmp_path / d / "metrics.csv").query("stage == 'joint'")["train_tau"].tolist()
+        for d in ("ref", "run")
+    ]
     assert taus[1] == pytest.approx(taus[0])
     assert taus[1][1] == pytest.approx(5.0 * np.exp(-0.3))  # epoch 2 resumed at the decayed τ, not τ₀
-    states = [torch.load(tmp_path / d / "joint.ckpt", weights_only=False)["state"]["temperature"]
-              for d in ("ref", "run")]
+    states = [
+        torch.load(tmp_path / d / "joint.ckpt", weights_only=False)["state"]["temperature"] for d in ("ref", "run")
+    ]
     assert states[0] == states[1] and states[1]["epoch"] == 2
     assert weights_digest(resumed) == weights_digest(reference)
 
@@ -402,8 +469,9 @@ def test_finetune_carries_the_temperature_and_freezes_the_policy(pretrained, tmp
     for a, b in zip(joint.policy_modules(), model.policy_modules()):
         for p, q in zip(a.state_dict().values(), b.state_dict().values()):
             assert torch.equal(p, q)  # frozen weights and, in eval mode, unchanged BN statistics
-    changed = [not torch.equal(p, q) for p, q in zip(joint.base_model_list.parameters(),
-                                                      model.base_model_list.parameters())]
+    changed = [
+        not torch.equal(p, q) for p, q in zip(joint.base_model_list.parameters(), model.base_model_list.parameters())
+    ]
     assert any(changed)
 
 

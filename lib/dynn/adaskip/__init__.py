@@ -21,6 +21,7 @@ Where things live:
 Submodules load on first use, so ``import dynn.adaskip`` (and its ``parameters``) does not
 import torch.
 """
+
 import importlib
 
 _SUBMODULES = frozenset({"parameters", "model", "train", "evaluate", "plots"})

@@ -10,6 +10,7 @@
   :func:`usage_per_frame_type` what the policy does on each kind of frame;
   :func:`latency` interleaved timings (``dynn.flops.compare_latency``) at batch 1 and a batch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,8 +21,16 @@ import torch.nn.functional as F
 
 from dynn import flops
 from dynn.adaskip.model import (
-    TSN, AdaSkipNet, gumbel_noise, infer_efficient, infer_uniform, policy_efficient, run_chosen, stream_seed,
+    TSN,
+    AdaSkipNet,
+    gumbel_noise,
+    infer_efficient,
+    infer_uniform,
+    policy_efficient,
+    run_chosen,
+    stream_seed,
 )
+
 
 # ---------------------------------------------------------------- costs
 @dataclass
@@ -54,7 +63,7 @@ def measure_costs(model: AdaSkipNet, channels: int = 3) -> CostTable:
     backbone = []
     for k, (net, fc) in enumerate(zip(model.base_model_list, model.new_fc_list)):
         x = torch.zeros(1, channels, model.reso_list[k], model.reso_list[k], device=device)
-        backbone.append(flops.count_macs(lambda x: fc(net(x)), x))
+        backbone.append(flops.count_macs(lambda x, net=net, fc=fc: fc(net(x)), x))
     r = model.reso_list[model.policy_input_offset]
     x = torch.zeros(1, channels, r, r, device=device)
     policy_cnn = flops.count_macs(model.lite_backbone, x)
@@ -76,7 +85,6 @@ def usage_macs_per_frame(model: AdaSkipNet, costs: CostTable, usage) -> float:
     c = np.asarray(costs.action_costs(model.reso_dim, model.skip_dim), dtype=float)
     t = np.asarray(skip_time_vector(model))
     return float((usage * c).sum() + costs.policy * (usage * t).sum())
-
 
 
 def loss_costs(model: AdaSkipNet, costs: CostTable, largest_cost: float) -> torch.Tensor:
@@ -110,9 +118,20 @@ def batch_gumbel_noise(batch_index: int, shape, seed: int, device) -> torch.Tens
 
 
 @torch.no_grad()
-def evaluate(model: AdaSkipNet, data, *, mode: str = "efficient", decision: str = "argmax", tau: float = 1.0,
-             batch_size: int = 64, device="cpu", seed: int = 0, action_sampler=None, resolution: int = 0,
-             count_macs: bool = True) -> Evaluation:
+def evaluate(
+    model: AdaSkipNet,
+    data,
+    *,
+    mode: str = "efficient",
+    decision: str = "argmax",
+    tau: float = 1.0,
+    batch_size: int = 64,
+    device="cpu",
+    seed: int = 0,
+    action_sampler=None,
+    resolution: int = 0,
+    count_macs: bool = True,
+) -> Evaluation:
     """Accuracy, chosen actions and *measured* MACs per video of one inference mode.
 
     ``mode``: ``efficient`` (:func:`infer_efficient`), ``masked`` (official forward, every
@@ -135,7 +154,11 @@ def evaluate(model: AdaSkipNet, data, *, mode: str = "efficient", decision: str 
     for i, (inputs, y) in enumerate(make_loader(data, batch_size)):
         inputs = [x.to(device) for x in inputs]
         b, steps = inputs[0].shape[:2]
-        noise = batch_gumbel_noise(i, (b, steps, model.action_dim), seed, inputs[0].device) if decision == "sample" else None
+        noise = (
+            batch_gumbel_noise(i, (b, steps, model.action_dim), seed, inputs[0].device)
+            if decision == "sample"
+            else None
+        )
         counter = FlopCounterMode(display=False) if count_macs else None
         if counter is not None:
             counter.__enter__()
@@ -149,8 +172,9 @@ def evaluate(model: AdaSkipNet, data, *, mode: str = "efficient", decision: str 
                 lite_j, r_all, pf = policy_efficient(model, inputs, tau=tau, actions=actions)
                 out, bf = run_chosen(model, inputs, r_all, lite_j)
             elif mode == "uniform":
-                r_all = F.one_hot(torch.full((b, steps), int(resolution), device=inputs[0].device),
-                                  model.action_dim).to(inputs[0].dtype)
+                r_all = F.one_hot(
+                    torch.full((b, steps), int(resolution), device=inputs[0].device), model.action_dim
+                ).to(inputs[0].dtype)
                 lite_j, pf = None, 0
                 if resolution == model.lite_action:  # the policy's own prediction on every frame (LSTM)
                     lite, _ = model.get_lite_j_and_r(inputs, False, tau)
@@ -181,9 +205,15 @@ def evaluate(model: AdaSkipNet, data, *, mode: str = "efficient", decision: str 
     preds, targets, acts = torch.cat(preds).numpy(), torch.cat(targets).numpy(), torch.cat(acts).numpy()
     usage = np.bincount(acts[acts >= 0].ravel(), minlength=model.action_dim) / max(1, (acts >= 0).sum())
     return Evaluation(
-        accuracy=float((preds == targets).mean() * 100), predictions=preds, targets=targets, actions=acts,
-        usage=usage, macs_per_video=total_macs / len(targets), backbone_frames=backbone_frames,
-        policy_frames=policy_frames)
+        accuracy=float((preds == targets).mean() * 100),
+        predictions=preds,
+        targets=targets,
+        actions=acts,
+        usage=usage,
+        macs_per_video=total_macs / len(targets),
+        backbone_frames=backbone_frames,
+        policy_frames=policy_frames,
+    )
 
 
 @torch.no_grad()
@@ -221,6 +251,7 @@ def matched_action_sampler(model: AdaSkipNet, usage) -> callable:
 
     def sample(b: int, steps: int, generator: torch.Generator) -> torch.Tensor:
         return torch.multinomial(q, b * steps, replacement=True, generator=generator).view(b, steps)
+
     return sample
 
 
@@ -234,7 +265,6 @@ def usage_by_group(actions: np.ndarray, groups: np.ndarray, action_dim: int, num
         if len(sel):
             out[g] = np.bincount(sel, minlength=action_dim) / len(sel)
     return out
-
 
 
 def sampled_frame_types(data) -> np.ndarray | None:
@@ -272,14 +302,30 @@ class Comparison:
         """% of frames per action: AR-Net on test, on validation (what the random policy matches), random."""
         import pandas as pd
 
-        return pd.DataFrame({"action": self.action_names,
-                             "AR-Net (%)": 100 * self.evaluations[self.method].usage,
-                             "AR-Net on validation (%)": 100 * np.asarray(self.random_usage),
-                             "random policy (%)": 100 * self.evaluations["random policy (matched usage)"].usage})
+        return pd.DataFrame(
+            {
+                "action": self.action_names,
+                "AR-Net (%)": 100 * self.evaluations[self.method].usage,
+                "AR-Net on validation (%)": 100 * np.asarray(self.random_usage),
+                "random policy (%)": 100 * self.evaluations["random policy (matched usage)"].usage,
+            }
+        )
 
 
-def compare(model: AdaSkipNet, tsns, test_data, val_data, *, costs: CostTable, test_decision: str, tau: float,
-            batch_size: int = 64, device="cpu", seed: int = 0, w_eff: float | None = None) -> Comparison:
+def compare(
+    model: AdaSkipNet,
+    tsns,
+    test_data,
+    val_data,
+    *,
+    costs: CostTable,
+    test_decision: str,
+    tau: float,
+    batch_size: int = 64,
+    device="cpu",
+    seed: int = 0,
+    w_eff: float | None = None,
+) -> Comparison:
     """Every inference mode and baseline of the notebook, with its ``role`` in the results.
 
     - method: AR-Net with the ``test_decision`` inference (the efficient path; measured MACs);
@@ -298,33 +344,72 @@ def compare(model: AdaSkipNet, tsns, test_data, val_data, *, costs: CostTable, t
 
     def add(label, series, role, selection, e: Evaluation, **extra):
         evaluations[label] = e
-        points.append({"label": label, "series": series, "role": role, "selection": selection,
-                       "accuracy": e.accuracy, "macs": e.macs_per_video, **extra})
+        points.append(
+            {
+                "label": label,
+                "series": series,
+                "role": role,
+                "selection": selection,
+                "accuracy": e.accuracy,
+                "macs": e.macs_per_video,
+                **extra,
+            }
+        )
 
     method_extra = {"decision": test_decision, **({"w_eff": w_eff} if w_eff is not None else {})}
     method = f"AR-Net ({test_decision})"
     arnet = evaluate(model, test_data, mode="efficient", decision=test_decision, **ev)
     add(method, "AR-Net", "method", "fixed", arnet, **method_extra)
-    add(f"AR-Net ({other})", f"AR-Net ({other} decisions)", "ablation", "fixed",
-        evaluate(model, test_data, mode="efficient", decision=other, **ev), decision=other)
-    add("AR-Net, masked (official compute)", "AR-Net masked", "ablation", "fixed",
-        evaluate(model, test_data, mode="masked", decision=test_decision, **ev), decision=test_decision)
+    add(
+        f"AR-Net ({other})",
+        f"AR-Net ({other} decisions)",
+        "ablation",
+        "fixed",
+        evaluate(model, test_data, mode="efficient", decision=other, **ev),
+        decision=other,
+    )
+    add(
+        "AR-Net, masked (official compute)",
+        "AR-Net masked",
+        "ablation",
+        "fixed",
+        evaluate(model, test_data, mode="masked", decision=test_decision, **ev),
+        decision=test_decision,
+    )
     on_val = evaluate(model, val_data, mode="efficient", decision=test_decision, count_macs=False, **ev)
     sampler = matched_action_sampler(model, on_val.usage)
-    add("random policy (matched usage)", "random policy", "baseline", "validation",
-        evaluate(model, test_data, mode="random", action_sampler=sampler, **ev))
+    add(
+        "random policy (matched usage)",
+        "random policy",
+        "baseline",
+        "validation",
+        evaluate(model, test_data, mode="random", action_sampler=sampler, **ev),
+    )
     add("all resolutions", "all resolutions", "baseline", "fixed", evaluate(model, test_data, mode="all", **ev))
     for k in range(model.reso_dim):  # AR-Net's own networks, one action on every frame
-        add(f"uniform {names[k]}", "uniform", "baseline", "fixed",
-            evaluate(model, test_data, mode="uniform", resolution=k, **ev))
+        add(
+            f"uniform {names[k]}",
+            "uniform",
+            "baseline",
+            "fixed",
+            evaluate(model, test_data, mode="uniform", resolution=k, **ev),
+        )
     for k, tsn in enumerate(tsns.backbones):  # the separately trained stage-1 TSNs
         u = evaluate_uniform(tsn, test_data, k, batch_size=batch_size, device=device)
-        points.append({"label": f"TSN {model.reso_list[k]}px (stage 1)", "series": "TSN (stage 1)",
-                       "role": "reference" if k == 0 else "baseline", "selection": "fixed",
-                       "accuracy": u["accuracy"], "macs": u["macs_per_video"]})
+        points.append(
+            {
+                "label": f"TSN {model.reso_list[k]}px (stage 1)",
+                "series": "TSN (stage 1)",
+                "role": "reference" if k == 0 else "baseline",
+                "selection": "fixed",
+                "accuracy": u["accuracy"],
+                "macs": u["macs_per_video"],
+            }
+        )
     steps = arnet.actions.shape[1]
-    return Comparison(evaluations, points, method, usage_macs_per_frame(model, costs, arnet.usage) * steps,
-                      on_val.usage, names)
+    return Comparison(
+        evaluations, points, method, usage_macs_per_frame(model, costs, arnet.usage) * steps, on_val.usage, names
+    )
 
 
 def usage_per_frame_type(model: AdaSkipNet, evaluation: Evaluation, data):
@@ -343,24 +428,41 @@ def usage_per_frame_type(model: AdaSkipNet, evaluation: Evaluation, data):
     if frame_types is None:
         return None
     names = model.action_names()
-    groups = {"skipped": [a for a, n in enumerate(names) if n.startswith("skip")],
-              "policy prediction": [model.lite_action] if model.lite_action is not None else [],
-              "highest resolution": [0] if model.num_backbones else [],
-              "lower resolutions": list(range(1, model.num_backbones))}
+    groups = {
+        "skipped": [a for a, n in enumerate(names) if n.startswith("skip")],
+        "policy prediction": [model.lite_action] if model.lite_action is not None else [],
+        "highest resolution": [0] if model.num_backbones else [],
+        "lower resolutions": list(range(1, model.num_backbones)),
+    }
     by_type = usage_by_group(evaluation.actions, frame_types, model.action_dim, len(FRAME_TYPES))
     table = pd.DataFrame(100 * by_type, index=list(FRAME_TYPES), columns=names)
     for g, acts in groups.items():
         table[f"= {g}"] = table.iloc[:, acts].sum(1) if acts else 0.0
     informative = np.isin(frame_types, [t for t, yes in enumerate(INFORMATIVE) if yes])
-    fractions = {f"{g} (% of {kind} frames)": 100 * float(np.isin(evaluation.actions[mask], acts).mean())
-                 for g, acts in groups.items()
-                 for kind, mask in (("uninformative", ~informative), ("informative", informative))}
+    fractions = {
+        f"{g} (% of {kind} frames)": 100 * float(np.isin(evaluation.actions[mask], acts).mean())
+        for g, acts in groups.items()
+        for kind, mask in (("uninformative", ~informative), ("informative", informative))
+    }
     return table, fractions
 
 
-def frames_sweep(model: AdaSkipNet, *, eval_frames, dataset: str, data_root: str = "", reso_list, clip_frames: int,
-                 test_limit: int = 0, test_decision: str, random_usage, tau: float, batch_size: int = 64,
-                 device="cpu", seed: int = 0) -> list[dict]:
+def frames_sweep(
+    model: AdaSkipNet,
+    *,
+    eval_frames,
+    dataset: str,
+    data_root: str = "",
+    reso_list,
+    clip_frames: int,
+    test_limit: int = 0,
+    test_decision: str,
+    random_usage,
+    tau: float,
+    batch_size: int = 64,
+    device="cpu",
+    seed: int = 0,
+) -> list[dict]:
     """Accuracy and MACs with 4/8/16... frames per video at inference (the paper's curves).
 
     AR-Net (the policy trained with ``num_segments`` frames), the random policy at
@@ -372,26 +474,56 @@ def frames_sweep(model: AdaSkipNet, *, eval_frames, dataset: str, data_root: str
 
     names = model.action_names()
     sampler = matched_action_sampler(model, random_usage)
-    runs = {"AR-Net (frames)": ("method", dict(mode="efficient", decision=test_decision)),
-            "random policy (frames)": ("baseline", dict(mode="random", action_sampler=sampler))}
-    runs.update({f"uniform {names[k]} (frames)": ("baseline", dict(mode="uniform", resolution=k))
-                 for k in range(model.num_backbones)})
+    runs = {
+        "AR-Net (frames)": ("method", dict(mode="efficient", decision=test_decision)),
+        "random policy (frames)": ("baseline", dict(mode="random", action_sampler=sampler)),
+    }
+    runs.update(
+        {
+            f"uniform {names[k]} (frames)": ("baseline", dict(mode="uniform", resolution=k))
+            for k in range(model.num_backbones)
+        }
+    )
     points = []
     for frames in eval_frames:
         if is_embedded(dataset) and frames > clip_frames:
             continue
-        data = video_set(dataset, "test", reso_list=reso_list, num_segments=frames, data_root=data_root,
-                         clip_frames=clip_frames, limit=test_limit)
+        data = video_set(
+            dataset,
+            "test",
+            reso_list=reso_list,
+            num_segments=frames,
+            data_root=data_root,
+            clip_frames=clip_frames,
+            limit=test_limit,
+        )
         for series, (role, kw) in runs.items():
             e = evaluate(model, data, **kw, tau=tau, batch_size=batch_size, device=device, seed=seed)
-            points.append({"label": f"{series.removesuffix(' (frames)')}, {frames} frames", "series": series,
-                           "role": role, "selection": "sweep", "frames": int(frames),
-                           "accuracy": e.accuracy, "macs": e.macs_per_video})
+            points.append(
+                {
+                    "label": f"{series.removesuffix(' (frames)')}, {frames} frames",
+                    "series": series,
+                    "role": role,
+                    "selection": "sweep",
+                    "frames": int(frames),
+                    "accuracy": e.accuracy,
+                    "macs": e.macs_per_video,
+                }
+            )
     return points
 
 
-def latency(model: AdaSkipNet, data, *, tau: float, decision: str, batch: int, min_run_time: float = 0.3,
-            rounds: int = 4, device="cpu") -> list[dict]:
+def latency(
+    model: AdaSkipNet,
+    data,
+    *,
+    tau: float,
+    decision: str,
+    batch: int,
+    min_run_time: float = 0.3,
+    rounds: int = 4,
+    device="cpu",
+) -> list[dict]:
     """Wall-clock time of the efficient path, the masked path and each uniform backbone.
 
     Measured by ``dynn.flops.compare_latency`` (interleaved rounds in one process, so load
@@ -401,14 +533,17 @@ def latency(model: AdaSkipNet, data, *, tau: float, decision: str, batch: int, m
     """
     inputs = stack_inputs(data, batch, device)
     names = model.action_names()
-    calls = {f"AR-Net ({decision})": lambda i: infer_efficient(model, i, tau=tau, decision=decision),
-             "AR-Net, masked (official compute)": lambda i: model(input=i, tau=tau, decision=decision)}
+    calls = {
+        f"AR-Net ({decision})": lambda i: infer_efficient(model, i, tau=tau, decision=decision),
+        "AR-Net, masked (official compute)": lambda i: model(input=i, tau=tau, decision=decision),
+    }
     for k in range(model.num_backbones):
         calls[f"uniform {names[k]}"] = lambda i, k=k: infer_uniform(model, i, k)
     rows = []
     for batch_inputs in ([x[:1] for x in inputs], inputs):
-        measured = flops.compare_latency({name: (fn, (batch_inputs,)) for name, fn in calls.items()},
-                                         rounds=rounds, min_run_time=min_run_time)
+        measured = flops.compare_latency(
+            {name: (fn, (batch_inputs,)) for name, fn in calls.items()}, rounds=rounds, min_run_time=min_run_time
+        )
         rows += [{"label": r.pop("name"), **r} for r in measured]
     return rows
 

@@ -18,6 +18,7 @@ Names follow the official code (``get_lite_j_and_r``, ``get_feat_and_pred``,
 ``policy_input_offset``); input is a list with one ``B×T×C×H×W`` tensor per resolution (the
 official code folds T into channels).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,11 @@ class TinyPolicyNet(nn.Module):
         super().__init__()
         layers, c = [], in_channels
         for i, w in enumerate((width, 2 * width, 4 * width)):
-            layers += [nn.Conv2d(c, w, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
-                       nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c, w, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+            ]
             c = w
         self.features = nn.Sequential(*layers)
         self.num_features = c
@@ -73,8 +77,9 @@ class TinyPolicyNet(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
-def make_frame_backbone(name: str, *, in_channels: int = 3, base_width: int = 16,
-                        dropout: float = OFFICIAL_DROPOUT) -> tuple[nn.Module, int]:
+def make_frame_backbone(
+    name: str, *, in_channels: int = 3, base_width: int = 16, dropout: float = OFFICIAL_DROPOUT
+) -> tuple[nn.Module, int]:
     """A per-frame feature network whose last layer is replaced by dropout (official trick).
 
     Returns ``(network, feature_dim)``: ``network(frames)`` gives pooled, dropped-out
@@ -130,11 +135,19 @@ class TSN(nn.Module):
     *uniform* baseline: every frame at one resolution.
     """
 
-    def __init__(self, backbone: str, num_classes: int, *, in_channels: int = 3, base_width: int = 16,
-                 dropout: float = OFFICIAL_DROPOUT):
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        *,
+        in_channels: int = 3,
+        base_width: int = 16,
+        dropout: float = OFFICIAL_DROPOUT,
+    ):
         super().__init__()
-        self.base_model, dim = make_frame_backbone(backbone, in_channels=in_channels, base_width=base_width,
-                                                   dropout=dropout)
+        self.base_model, dim = make_frame_backbone(
+            backbone, in_channels=in_channels, base_width=base_width, dropout=dropout
+        )
         self.new_fc = make_linear(dim, num_classes)
 
     def frame_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +157,6 @@ class TSN(nn.Module):
         return self.frame_logits(x).mean(1)
 
 
-
 class PretrainedTSNs(nn.Module):
     """What stage 1 produces: one TSN per backbone resolution and one for the policy CNN.
 
@@ -152,9 +164,18 @@ class PretrainedTSNs(nn.Module):
     = its position), so its initial weights do not depend on the others.
     """
 
-    def __init__(self, num_classes: int, *, backbone_list, policy_backbone: str, base_width: int = 16,
-                 policy_width: int = 16, dropout: float = OFFICIAL_DROPOUT, in_channels: int = 3,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        backbone_list,
+        policy_backbone: str,
+        base_width: int = 16,
+        policy_width: int = 16,
+        dropout: float = OFFICIAL_DROPOUT,
+        in_channels: int = 3,
+        seed: int | None = None,
+    ):
         from dynn.train import seed_everything
 
         super().__init__()
@@ -240,17 +261,33 @@ class AdaSkipNet(nn.Module):
     skipped step is then a true no-op and the efficient path runs nothing for it.
     """
 
-    def __init__(self, num_classes: int, *, backbone_list=("cifar_resnet8",) * 3, reso_list=(32, 24, 16, 12),
-                 policy_backbone: str = "tiny", policy_input_offset: int = 3, hidden_dim: int = 64,
-                 skip_list=OFFICIAL_SKIP_LIST, policy_also_backbone: bool = True, multi_models: bool = True,
-                 online_policy: bool = True, dropout: float = OFFICIAL_DROPOUT, in_channels: int = 3, base_width: int = 16,
-                 policy_width: int = 16, cx_quirk: bool = True):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        backbone_list=("cifar_resnet8",) * 3,
+        reso_list=(32, 24, 16, 12),
+        policy_backbone: str = "tiny",
+        policy_input_offset: int = 3,
+        hidden_dim: int = 64,
+        skip_list=OFFICIAL_SKIP_LIST,
+        policy_also_backbone: bool = True,
+        multi_models: bool = True,
+        online_policy: bool = True,
+        dropout: float = OFFICIAL_DROPOUT,
+        in_channels: int = 3,
+        base_width: int = 16,
+        policy_width: int = 16,
+        cx_quirk: bool = True,
+    ):
         super().__init__()
         backbone_list = list(backbone_list) if multi_models else []
         if len(backbone_list) > len(reso_list):
             raise ValueError(f"{len(backbone_list)} backbones but only {len(reso_list)} resolutions in reso_list")
         if not 0 <= policy_input_offset < len(reso_list):
-            raise ValueError(f"policy_input_offset = {policy_input_offset} is not an index of reso_list {list(reso_list)}")
+            raise ValueError(
+                f"policy_input_offset = {policy_input_offset} is not an index of reso_list {list(reso_list)}"
+            )
         if not backbone_list and not policy_also_backbone:
             raise ValueError("without multi_models the policy must also predict (policy_also_backbone=True)")
         if any(int(k) < 1 for k in skip_list):
@@ -266,7 +303,8 @@ class AdaSkipNet(nn.Module):
         self.action_dim = self.reso_dim + self.skip_dim
         # policy: light CNN → LSTMCell → action head (linear) and class head (lite_fc)
         self.lite_backbone, self.policy_feat_dim = make_frame_backbone(
-            policy_backbone, in_channels=in_channels, base_width=policy_width, dropout=dropout)
+            policy_backbone, in_channels=in_channels, base_width=policy_width, dropout=dropout
+        )
         self.rnn = nn.LSTMCell(self.policy_feat_dim, hidden_dim)
         self.linear = make_linear(hidden_dim, self.action_dim)
         self.lite_fc = make_linear(hidden_dim, num_classes)
@@ -298,8 +336,9 @@ class AdaSkipNet(nn.Module):
         p_t = torch.log(F.softmax(self.linear(hx), dim=1).clamp(min=1e-8))
         return hx, cx, p_t, self.lite_fc(hx)
 
-    def decide(self, p_t: torch.Tensor, tau: float, *, decision: str = "sample",
-               noise_t: torch.Tensor | None = None) -> torch.Tensor:
+    def decide(
+        self, p_t: torch.Tensor, tau: float, *, decision: str = "sample", noise_t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """One-hot ``r_t`` from log-probabilities: Gumbel sample (official) or argmax."""
         if decision == "argmax":
             return F.one_hot(p_t.argmax(-1), self.action_dim).to(p_t.dtype)
@@ -310,13 +349,20 @@ class AdaSkipNet(nn.Module):
     def _start_skips(self, remain_skip_vector: torch.Tensor, r_t: torch.Tensor) -> torch.Tensor:
         """A frame that is not already inside a skip and chose skip-k starts a skip of k steps."""
         for i, k in enumerate(self.skip_list):
-            start = (remain_skip_vector < 0.5) & (r_t[:, self.reso_dim + i: self.reso_dim + i + 1] > 0.5)
+            start = (remain_skip_vector < 0.5) & (r_t[:, self.reso_dim + i : self.reso_dim + i + 1] > 0.5)
             remain_skip_vector = torch.where(start, torch.full_like(remain_skip_vector, float(k)), remain_skip_vector)
         return remain_skip_vector
 
-    def get_lite_j_and_r(self, input_list, online_policy: bool = True, tau: float = 1.0, *,
-                         decision: str = "sample", noise: torch.Tensor | None = None,
-                         actions: torch.Tensor | None = None):
+    def get_lite_j_and_r(
+        self,
+        input_list,
+        online_policy: bool = True,
+        tau: float = 1.0,
+        *,
+        decision: str = "sample",
+        noise: torch.Tensor | None = None,
+        actions: torch.Tensor | None = None,
+    ):
         """Run the policy over the T steps; return per-step class logits and ``r_all`` (B×T×A).
 
         Skipping as in the official code: ``remain_skip_vector`` (B×1) counts the steps left
@@ -371,14 +417,15 @@ class AdaSkipNet(nn.Module):
     def combine_logits(self, r, base_out_list, ind_list=None):
         """Σ_t Σ_{k<reso_dim} r[t,k]·logits[t,k] / max(1, number of frames that were not skipped)."""
         pred_tensor = torch.stack(base_out_list, dim=2)  # B×T×reso_dim×K
-        r_tensor = r[:, :, :self.reso_dim].unsqueeze(-1)
-        t_tensor = torch.sum(r[:, :, :self.reso_dim], dim=[1, 2]).unsqueeze(-1).clamp(1)
+        r_tensor = r[:, :, : self.reso_dim].unsqueeze(-1)
+        t_tensor = torch.sum(r[:, :, : self.reso_dim], dim=[1, 2]).unsqueeze(-1).clamp(1)
         return (pred_tensor * r_tensor).sum(dim=[1, 2]) / t_tensor
 
     def forward(self, *, input, tau: float = 1.0, decision: str = "sample", noise=None, actions=None):
         """Official forward: returns ``(output, r_all, None, base_outs)``; base_outs B×reso_dim×T×K."""
-        lite_j_list, r_all = self.get_lite_j_and_r(input, self.online_policy, tau, decision=decision,
-                                                   noise=noise, actions=actions)
+        lite_j_list, r_all = self.get_lite_j_and_r(
+            input, self.online_policy, tau, decision=decision, noise=noise, actions=actions
+        )
         feat_out_list, base_out_list, ind_list = self.get_feat_and_pred(input, r_all, tau=tau)
         if self.policy_also_backbone:
             base_out_list.append(torch.stack(lite_j_list, dim=1))
@@ -401,8 +448,15 @@ class AdaSkipNet(nn.Module):
 
 # ---------------------------------------------------------------- efficient inference
 @torch.no_grad()
-def policy_efficient(model: AdaSkipNet, input_list, *, tau: float = 1.0, decision: str = "argmax",
-                     noise: torch.Tensor | None = None, actions: torch.Tensor | None = None):
+def policy_efficient(
+    model: AdaSkipNet,
+    input_list,
+    *,
+    tau: float = 1.0,
+    decision: str = "argmax",
+    noise: torch.Tensor | None = None,
+    actions: torch.Tensor | None = None,
+):
     """The policy, computing only what the decisions need.
 
     With ``cx_quirk`` the skipped frames still feed the LSTM cell state, so the policy CNN
@@ -412,8 +466,9 @@ def policy_efficient(model: AdaSkipNet, input_list, *, tau: float = 1.0, decisio
     ``policy_frames`` counts the frames the policy CNN processed.
     """
     if model.cx_quirk or not model.online_policy:
-        lite_j_list, r_all = model.get_lite_j_and_r(input_list, model.online_policy, tau, decision=decision,
-                                                    noise=noise, actions=actions)
+        lite_j_list, r_all = model.get_lite_j_and_r(
+            input_list, model.online_policy, tau, decision=decision, noise=noise, actions=actions
+        )
         x = input_list[model.policy_input_offset]
         return torch.stack(lite_j_list, 1), r_all, x.shape[0] * x.shape[1]
     x = input_list[model.policy_input_offset]
@@ -436,8 +491,7 @@ def policy_efficient(model: AdaSkipNet, input_list, *, tau: float = 1.0, decisio
             if actions is not None:
                 r_new = F.one_hot(actions[active, t], model.action_dim).to(x.dtype)
             else:
-                r_new = model.decide(p_t, tau, decision=decision,
-                                     noise_t=None if noise is None else noise[active, t])
+                r_new = model.decide(p_t, tau, decision=decision, noise_t=None if noise is None else noise[active, t])
             r_t[active] = r_new
         remain = model._start_skips(remain, r_t)
         r_all[:, t] = r_t
@@ -471,8 +525,15 @@ def run_chosen(model: AdaSkipNet, input_list, r_all: torch.Tensor, lite_j: torch
 
 
 @torch.no_grad()
-def infer_efficient(model: AdaSkipNet, input_list, *, tau: float = 1.0, decision: str = "argmax",
-                    noise: torch.Tensor | None = None, actions: torch.Tensor | None = None):
+def infer_efficient(
+    model: AdaSkipNet,
+    input_list,
+    *,
+    tau: float = 1.0,
+    decision: str = "argmax",
+    noise: torch.Tensor | None = None,
+    actions: torch.Tensor | None = None,
+):
     """AR-Net inference that really skips: policy first, then only the chosen backbones.
 
     Returns ``(output B×K, r_all B×T×A)``; equal to ``model(input=..., noise=...)`` in eval
@@ -489,17 +550,30 @@ def infer_efficient(model: AdaSkipNet, input_list, *, tau: float = 1.0, decision
 def infer_uniform(model: AdaSkipNet, input_list, resolution: int) -> torch.Tensor:
     """Uniform baseline with AR-Net's own backbone ``resolution``: every frame, no policy."""
     b, steps = input_list[0].shape[:2]
-    r_all = F.one_hot(torch.full((b, steps), int(resolution), device=input_list[0].device),
-                      model.action_dim).to(input_list[0].dtype)
+    r_all = F.one_hot(torch.full((b, steps), int(resolution), device=input_list[0].device), model.action_dim).to(
+        input_list[0].dtype
+    )
     return run_chosen(model, input_list, r_all)[0]
 
 
-
-def build_model(num_classes: int, *, seed: int, backbone_list, reso_list, policy_backbone: str = "tiny",
-                policy_input_offset: int = 3, hidden_dim: int = 64, skip_list=OFFICIAL_SKIP_LIST,
-                policy_also_backbone: bool = True, multi_models: bool = True, online_policy: bool = True,
-                dropout: float = OFFICIAL_DROPOUT, base_width: int = 16, policy_width: int = 16,
-                cx_quirk: bool = True) -> AdaSkipNet:
+def build_model(
+    num_classes: int,
+    *,
+    seed: int,
+    backbone_list,
+    reso_list,
+    policy_backbone: str = "tiny",
+    policy_input_offset: int = 3,
+    hidden_dim: int = 64,
+    skip_list=OFFICIAL_SKIP_LIST,
+    policy_also_backbone: bool = True,
+    multi_models: bool = True,
+    online_policy: bool = True,
+    dropout: float = OFFICIAL_DROPOUT,
+    base_width: int = 16,
+    policy_width: int = 16,
+    cx_quirk: bool = True,
+) -> AdaSkipNet:
     """AR-Net, initialised from its own random stream.
 
     Seeded first: the initialisation must not depend on whether stage 1 was trained in this
@@ -509,7 +583,18 @@ def build_model(num_classes: int, *, seed: int, backbone_list, reso_list, policy
 
     seed_everything(stream_seed(seed, "arnet_init"))
     return AdaSkipNet(
-        num_classes, backbone_list=backbone_list, reso_list=reso_list, policy_backbone=policy_backbone,
-        policy_input_offset=policy_input_offset, hidden_dim=hidden_dim, skip_list=skip_list,
-        policy_also_backbone=policy_also_backbone, multi_models=multi_models, online_policy=online_policy,
-        dropout=dropout, base_width=base_width, policy_width=policy_width, cx_quirk=cx_quirk)
+        num_classes,
+        backbone_list=backbone_list,
+        reso_list=reso_list,
+        policy_backbone=policy_backbone,
+        policy_input_offset=policy_input_offset,
+        hidden_dim=hidden_dim,
+        skip_list=skip_list,
+        policy_also_backbone=policy_also_backbone,
+        multi_models=multi_models,
+        online_policy=online_policy,
+        dropout=dropout,
+        base_width=base_width,
+        policy_width=policy_width,
+        cx_quirk=cx_quirk,
+    )

@@ -6,10 +6,19 @@ The ``OFFICIAL_*`` constants are the values of the official code (``opts.py``,
 ``scripts_train.sh``); the library's keyword arguments default to them, the notebook's
 parameters cell holds the workbook's small-scale choices.
 """
+
 from __future__ import annotations
 
 from dynn.params import (
-    Choice, DataRoot, Device, Flag, ListOf, Number, ParameterError, Text, dataset_names,
+    Choice,
+    DataRoot,
+    Device,
+    Flag,
+    ListOf,
+    Number,
+    ParameterError,
+    Text,
+    dataset_names,
 )
 
 # ---------------------------------------------------------------- official values
@@ -30,8 +39,19 @@ OFFICIAL_FINETUNE_LR = 0.0005  # stage 3
 TEST_DECISIONS = ("sample", "argmax")  # Gumbel sampling at test (official) or the most likely action
 POLICY_BACKBONES = ("tiny", "mobilenet_v2", "resnet18")
 FRAME_BACKBONES = (  # the dynn.models names a per-resolution backbone may take
-    "cifar_resnet8", "cifar_resnet14", "cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56",
-    "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0",
+    "cifar_resnet8",
+    "cifar_resnet14",
+    "cifar_resnet20",
+    "cifar_resnet32",
+    "cifar_resnet44",
+    "cifar_resnet56",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
 )
 
 SPEC = {
@@ -93,15 +113,21 @@ def check_config(params: dict) -> None:
     if sorted(reso, reverse=True) != reso:
         problems.append(f"parameter 'reso_list' = {reso!r}: sizes must decrease (the first is the full crop)")
     if len(backbones) > len(reso):
-        problems.append(f"parameter 'backbone_list' has {len(backbones)} backbones but 'reso_list' "
-                        f"only {len(reso)} sizes: one size per backbone (+ the policy's)")
+        problems.append(
+            f"parameter 'backbone_list' has {len(backbones)} backbones but 'reso_list' "
+            f"only {len(reso)} sizes: one size per backbone (+ the policy's)"
+        )
     for k, name in enumerate(backbones):
         if name.startswith("cifar_resnet") and k < len(reso) and reso[k] % 4:
-            problems.append(f"parameter 'reso_list' = {reso!r}: {name} (backbone {k}) needs a size divisible by 4, "
-                            f"got {reso[k]} (its zero-padding shortcuts halve the size twice)")
+            problems.append(
+                f"parameter 'reso_list' = {reso!r}: {name} (backbone {k}) needs a size divisible by 4, "
+                f"got {reso[k]} (its zero-padding shortcuts halve the size twice)"
+            )
     if not 0 <= params["policy_input_offset"] < len(reso):
-        problems.append(f"parameter 'policy_input_offset' = {params['policy_input_offset']!r}: must index "
-                        f"'reso_list' (0..{len(reso) - 1})")
+        problems.append(
+            f"parameter 'policy_input_offset' = {params['policy_input_offset']!r}: must index "
+            f"'reso_list' (0..{len(reso) - 1})"
+        )
     if not params["multi_models"] and not params["policy_also_backbone"]:
         problems.append("parameters 'multi_models' and 'policy_also_backbone' are both False: nothing would predict")
     if params["w_acc"] == 0 and params["w_eff"] == 0:

@@ -5,12 +5,14 @@
 - :func:`plot_usage`: a heatmap of action usage per group (frame type, class);
 - :func:`explorer`: pick a clip, see each frame's decision (resolution / policy / skip).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from dynn.adaskip.evaluate import Evaluation
+
 
 def frame_thumbnail(frame: torch.Tensor) -> np.ndarray:
     """A normalised ``C×H×W`` frame as an image in [0, 1] (min–max per frame)."""
@@ -20,8 +22,16 @@ def frame_thumbnail(frame: torch.Tensor) -> np.ndarray:
     return x[..., 0] if x.shape[-1] == 1 else x
 
 
-def plot_timelines(frames: torch.Tensor, actions: np.ndarray, action_names: list[str], *, labels=None,
-                   predictions=None, frame_types=None, type_names=None):
+def plot_timelines(
+    frames: torch.Tensor,
+    actions: np.ndarray,
+    action_names: list[str],
+    *,
+    labels=None,
+    predictions=None,
+    frame_types=None,
+    type_names=None,
+):
     """Per-video timelines: each row a video's sampled frames, titled with the chosen action.
 
     Frames are ``N×T×C×H×W`` (the largest resolution); the border colour encodes the action
@@ -84,10 +94,15 @@ def plot_example_timelines(evaluation: Evaluation, data, action_names, *, n: int
     show = pick_timeline_videos(evaluation, n)
     frames = stack_inputs(data, show, "cpu")[0]
     types = sampled_frame_types(data)
-    return plot_timelines(frames, evaluation.actions[show], list(action_names), labels=evaluation.targets[show],
-                          predictions=evaluation.predictions[show],
-                          frame_types=None if types is None else types[show],
-                          type_names=[name.removesuffix(" digit") for name in FRAME_TYPES])
+    return plot_timelines(
+        frames,
+        evaluation.actions[show],
+        list(action_names),
+        labels=evaluation.targets[show],
+        predictions=evaluation.predictions[show],
+        frame_types=None if types is None else types[show],
+        type_names=[name.removesuffix(" digit") for name in FRAME_TYPES],
+    )
 
 
 def _log_cost_axis(ax) -> None:
@@ -109,8 +124,15 @@ def plot_accuracy_vs_macs(points: list[dict], *, title: str, annotate: str | Non
     table = pd.DataFrame(points)
     unit, scale = ("GMACs", 1e9) if table["macs"].max() > 1e9 else ("MMACs", 1e6)
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    dynn.plots.plot_accuracy_vs_cost(table.assign(cost=table["macs"] / scale), x="cost", hue="series", ax=ax,
-                                     annotate=annotate, xlabel=f"{unit} per video (measured)", title=title)
+    dynn.plots.plot_accuracy_vs_cost(
+        table.assign(cost=table["macs"] / scale),
+        x="cost",
+        hue="series",
+        ax=ax,
+        annotate=annotate,
+        xlabel=f"{unit} per video (measured)",
+        title=title,
+    )
     _log_cost_axis(ax)
     return fig
 
@@ -122,27 +144,42 @@ def plot_usage(usage: np.ndarray, *, action_names, group_names, title: str):
     import dynn.plots
 
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.35 * len(group_names) + 1)))
-    dynn.plots.heatmap(100 * np.asarray(usage), xlabels=action_names, ylabels=group_names, ax=ax, annot=True,
-                       fmt=".0f", cbar_label="% of frames", title=title)
+    dynn.plots.heatmap(
+        100 * np.asarray(usage),
+        xlabels=action_names,
+        ylabels=group_names,
+        ax=ax,
+        annot=True,
+        fmt=".0f",
+        cbar_label="% of frames",
+        title=title,
+    )
     return fig
 
 
 # ---------------------------------------------------------------- interactive explorer
-def _clip_figure(model, frames, label: int, *, tau: float, decision: str, seed: int, frame_types=None,
-                 type_names=None):
+def _clip_figure(model, frames, label: int, *, tau: float, decision: str, seed: int, frame_types=None, type_names=None):
     """One clip: run the efficient path, draw its frames titled with the decisions."""
     from dynn.adaskip.evaluate import batch_gumbel_noise
     from dynn.adaskip.model import infer_efficient
 
     device = next(model.parameters()).device
     inputs = [x[None].to(device) for x in frames]
-    noise = batch_gumbel_noise(0, (1, inputs[0].shape[1], model.action_dim), seed, device) \
-        if decision == "sample" else None
+    noise = (
+        batch_gumbel_noise(0, (1, inputs[0].shape[1], model.action_dim), seed, device) if decision == "sample" else None
+    )
     out, r_all = infer_efficient(model, inputs, tau=tau, decision=decision, noise=noise)
     actions = r_all.argmax(-1).cpu().numpy()
     prediction = int(out.argmax(1))
-    fig = plot_timelines(frames[0][None], actions, model.action_names(), labels=[label], predictions=[prediction],
-                         frame_types=None if frame_types is None else frame_types[None], type_names=type_names)
+    fig = plot_timelines(
+        frames[0][None],
+        actions,
+        model.action_names(),
+        labels=[label],
+        predictions=[prediction],
+        frame_types=None if frame_types is None else frame_types[None],
+        type_names=type_names,
+    )
     return fig, actions[0], prediction
 
 
@@ -171,9 +208,16 @@ def explorer(model, data, *, tau: float, decision: str = "sample", seed: int = 0
         frames, label = data[clip.value]
         out.clear_output(wait=True)
         with out:
-            fig, _, _ = _clip_figure(model, frames, label, tau=tau, decision=rule.value, seed=seed,
-                                     frame_types=None if types is None else types[clip.value],
-                                     type_names=list(FRAME_TYPES))
+            fig, _, _ = _clip_figure(
+                model,
+                frames,
+                label,
+                tau=tau,
+                decision=rule.value,
+                seed=seed,
+                frame_types=None if types is None else types[clip.value],
+                type_names=list(FRAME_TYPES),
+            )
             plt.show()
             plt.close(fig)
 

@@ -17,6 +17,7 @@ passes its own. The Gumbel temperature is method state saved inside the stage ch
 Several nodes: ``torchrun ... -m dynn.adaskip.train --stage joint --config stage.yaml
 --run-dir DIR`` runs the same function on every rank (see :func:`main`).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,18 @@ import torch.nn.functional as F
 from dynn.adaskip.evaluate import loss_costs, measure_costs
 from dynn.adaskip.model import AdaSkipNet, GumbelTemperature, PretrainedTSNs, build_model
 from dynn.adaskip.parameters import (
-    OFFICIAL_DROPOUT, OFFICIAL_FINETUNE_LR, OFFICIAL_GRAD_CLIP, OFFICIAL_INIT_TAU, OFFICIAL_JOINT_LR,
-    OFFICIAL_PRETRAIN_LR, OFFICIAL_SKIP_LIST, OFFICIAL_TAU_DECAY, OFFICIAL_UNIFORM_LOSS_WEIGHT, OFFICIAL_W_ACC,
-    OFFICIAL_W_EFF, OFFICIAL_WEIGHT_DECAY,
+    OFFICIAL_DROPOUT,
+    OFFICIAL_FINETUNE_LR,
+    OFFICIAL_GRAD_CLIP,
+    OFFICIAL_INIT_TAU,
+    OFFICIAL_JOINT_LR,
+    OFFICIAL_PRETRAIN_LR,
+    OFFICIAL_SKIP_LIST,
+    OFFICIAL_TAU_DECAY,
+    OFFICIAL_UNIFORM_LOSS_WEIGHT,
+    OFFICIAL_W_ACC,
+    OFFICIAL_W_EFF,
+    OFFICIAL_WEIGHT_DECAY,
 )
 
 # Stage arguments that say where or how a stage runs, not what it computes.
@@ -45,8 +55,16 @@ def _stage_params(arguments: dict) -> dict:
 
 
 # ---------------------------------------------------------------- data
-def video_set(dataset: str, split: str, *, reso_list, num_segments: int, data_root: str = "",
-              clip_frames: int = 16, limit: int = 0):
+def video_set(
+    dataset: str,
+    split: str,
+    *,
+    reso_list,
+    num_segments: int,
+    data_root: str = "",
+    clip_frames: int = 16,
+    limit: int = 0,
+):
     """Split ``split`` of a video dataset, every frame at every size in ``reso_list``.
 
     ``clip_frames`` is the length of a generated clip and only reaches the embedded
@@ -85,8 +103,15 @@ class JointStep:
     Samples the decisions at the current Gumbel temperature and advances it by one step.
     """
 
-    def __init__(self, temperature: GumbelTemperature, action_costs: torch.Tensor, *, w_acc: float,
-                 w_eff: float, uniform_loss_weight: float):
+    def __init__(
+        self,
+        temperature: GumbelTemperature,
+        action_costs: torch.Tensor,
+        *,
+        w_acc: float,
+        w_eff: float,
+        uniform_loss_weight: float,
+    ):
         self.temperature, self.action_costs = temperature, action_costs
         self.w_acc, self.w_eff, self.uniform_loss_weight = w_acc, w_eff, uniform_loss_weight
 
@@ -98,17 +123,26 @@ class JointStep:
         eff, gf, uni = efficiency_loss(r, self.action_costs.to(r.device), uniform_loss_weight=self.uniform_loss_weight)
         loss = self.w_acc * acc_loss + self.w_eff * eff
         self.temperature.advance()
-        return {"loss": loss, "ce": acc_loss.detach(), "eff": eff.detach(), "gflops_term": gf.detach(),
-                "uniform_term": uni.detach(), "accuracy": (output.argmax(1) == y).float().mean() * 100, "tau": tau}
+        return {
+            "loss": loss,
+            "ce": acc_loss.detach(),
+            "eff": eff.detach(),
+            "gflops_term": gf.detach(),
+            "uniform_term": uni.detach(),
+            "accuracy": (output.argmax(1) == y).float().mean() * 100,
+            "tau": tau,
+        }
 
 
 def tsn_step(resolution_index: int):
     """Stage 1: TSN cross-entropy on the frames at one resolution."""
+
     def step(model, batch):
         inputs, y = batch
         logits = model(inputs[resolution_index])
         loss = F.cross_entropy(logits, y)
         return {"loss": loss, "accuracy": (logits.argmax(1) == y).float().mean() * 100}
+
     return step
 
 
@@ -132,8 +166,9 @@ def optim_groups(model: nn.Module, lr: float, weight_decay: float, fc_lr5: bool 
                 if p.requires_grad:
                     groups["no_decay" if name.startswith("bias") else "normal"].append(p)
     spec = {"normal": (1, weight_decay), "no_decay": (1, 0.0), "lr5": (5, weight_decay), "lr10": (10, 0.0)}
-    return [{"params": ps, "lr": lr * spec[k][0], "weight_decay": spec[k][1], "name": k}
-            for k, ps in groups.items() if ps]
+    return [
+        {"params": ps, "lr": lr * spec[k][0], "weight_decay": spec[k][1], "name": k} for k, ps in groups.items() if ps
+    ]
 
 
 def sgd(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -172,13 +207,32 @@ def _reload(model: nn.Module, run_dir: str, stage: str) -> nn.Module:
 
 
 # ---------------------------------------------------------------- stage 1
-def pretrain(*, run_dir: str, device: str = "cpu", dataset: str, data_root: str = "", num_segments: int = 16,
-             clip_frames: int = 16, train_limit: int = 0, reso_list, backbone_list, multi_models: bool = True,
-             base_width: int = 16, policy_backbone: str = "tiny", policy_width: int = 16,
-             policy_input_offset: int = 3, dropout: float = OFFICIAL_DROPOUT, epochs: int = 10,
-             lr: float = OFFICIAL_PRETRAIN_LR, batch_size: int = 48, weight_decay: float = OFFICIAL_WEIGHT_DECAY,
-             grad_clip: float = OFFICIAL_GRAD_CLIP, num_workers: int = 0, seed: int = 0,
-             progress: bool = True) -> PretrainedTSNs:
+def pretrain(
+    *,
+    run_dir: str,
+    device: str = "cpu",
+    dataset: str,
+    data_root: str = "",
+    num_segments: int = 16,
+    clip_frames: int = 16,
+    train_limit: int = 0,
+    reso_list,
+    backbone_list,
+    multi_models: bool = True,
+    base_width: int = 16,
+    policy_backbone: str = "tiny",
+    policy_width: int = 16,
+    policy_input_offset: int = 3,
+    dropout: float = OFFICIAL_DROPOUT,
+    epochs: int = 10,
+    lr: float = OFFICIAL_PRETRAIN_LR,
+    batch_size: int = 48,
+    weight_decay: float = OFFICIAL_WEIGHT_DECAY,
+    grad_clip: float = OFFICIAL_GRAD_CLIP,
+    num_workers: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> PretrainedTSNs:
     """Stage 1: one TSN per resolution (and one for the policy CNN), each trained alone.
 
     SGD with momentum 0.9, the ``fc_lr5`` groups, gradient clipping, cosine decay over the
@@ -191,14 +245,33 @@ def pretrain(*, run_dir: str, device: str = "cpu", dataset: str, data_root: str 
     from dynn import CODE_VERSION
     from dynn.runs import atomic_torch_save
     from dynn.train import (
-        check_checkpoint_origin, checkpoint_path, fit, is_main_process, load_checkpoint, read_checkpoint,
+        check_checkpoint_origin,
+        checkpoint_path,
+        fit,
+        is_main_process,
+        load_checkpoint,
+        read_checkpoint,
     )
 
-    train_data = video_set(dataset, "train", reso_list=reso_list, num_segments=num_segments, data_root=data_root,
-                           clip_frames=clip_frames, limit=train_limit)
+    train_data = video_set(
+        dataset,
+        "train",
+        reso_list=reso_list,
+        num_segments=num_segments,
+        data_root=data_root,
+        clip_frames=clip_frames,
+        limit=train_limit,
+    )
     backbones = list(backbone_list) if multi_models else []
-    bank = PretrainedTSNs(train_data.num_classes, backbone_list=backbones, policy_backbone=policy_backbone,
-                          base_width=base_width, policy_width=policy_width, dropout=dropout, seed=seed)
+    bank = PretrainedTSNs(
+        train_data.num_classes,
+        backbone_list=backbones,
+        policy_backbone=policy_backbone,
+        base_width=base_width,
+        policy_width=policy_width,
+        dropout=dropout,
+        seed=seed,
+    )
     bundle = checkpoint_path(run_dir, "pretrain")
     if bundle.exists():
         saved = read_checkpoint(bundle)
@@ -212,50 +285,102 @@ def pretrain(*, run_dir: str, device: str = "cpu", dataset: str, data_root: str 
     for tsn, k, stage in jobs:
         optimizer = sgd(tsn, lr, weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        fit(tsn, tsn_step(k), train_data, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-            batch_size=batch_size, run_dir=run_dir, stage=stage, grad_clip=grad_clip or None, device=device,
-            seed=seed, params=params, num_workers=num_workers, progress=progress)
+        fit(
+            tsn,
+            tsn_step(k),
+            train_data,
+            epochs=epochs,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            batch_size=batch_size,
+            run_dir=run_dir,
+            stage=stage,
+            grad_clip=grad_clip or None,
+            device=device,
+            seed=seed,
+            params=params,
+            num_workers=num_workers,
+            progress=progress,
+        )
     if is_main_process():
-        atomic_torch_save({"model": bank.state_dict(), "code_version": CODE_VERSION, "epoch": epochs,
-                           "params": params, "history": []}, bundle)
+        atomic_torch_save(
+            {
+                "model": bank.state_dict(),
+                "code_version": CODE_VERSION,
+                "epoch": epochs,
+                "params": params,
+                "history": [],
+            },
+            bundle,
+        )
     return bank.to(device).eval()
 
 
-def load_pretrained(path: str, num_classes: int, *, backbone_list, multi_models: bool = True,
-                    policy_backbone: str = "tiny", base_width: int = 16, policy_width: int = 16,
-                    dropout: float = OFFICIAL_DROPOUT) -> PretrainedTSNs:
+def load_pretrained(
+    path: str,
+    num_classes: int,
+    *,
+    backbone_list,
+    multi_models: bool = True,
+    policy_backbone: str = "tiny",
+    base_width: int = 16,
+    policy_width: int = 16,
+    dropout: float = OFFICIAL_DROPOUT,
+) -> PretrainedTSNs:
     """The stage-1 TSNs from ``pretrain.ckpt`` (eval mode)."""
     from dynn.train import load_checkpoint
 
-    bank = PretrainedTSNs(num_classes, backbone_list=list(backbone_list) if multi_models else [],
-                          policy_backbone=policy_backbone, base_width=base_width, policy_width=policy_width,
-                          dropout=dropout)
+    bank = PretrainedTSNs(
+        num_classes,
+        backbone_list=list(backbone_list) if multi_models else [],
+        policy_backbone=policy_backbone,
+        base_width=base_width,
+        policy_width=policy_width,
+        dropout=dropout,
+    )
     load_checkpoint(path, bank)
     return bank.eval()
 
 
 # ---------------------------------------------------------------- stages 2 and 3
-def _arnet(num_classes: int, *, seed: int, reso_list, backbone_list, multi_models, base_width, policy_backbone,
-           policy_width, policy_input_offset, hidden_dim, skip_list, policy_also_backbone, online_policy, dropout,
-           cx_quirk) -> AdaSkipNet:
-    return build_model(num_classes, seed=seed, backbone_list=backbone_list, reso_list=reso_list,
-                       policy_backbone=policy_backbone, policy_input_offset=policy_input_offset,
-                       hidden_dim=hidden_dim, skip_list=skip_list, policy_also_backbone=policy_also_backbone,
-                       multi_models=multi_models, online_policy=online_policy, dropout=dropout,
-                       base_width=base_width, policy_width=policy_width, cx_quirk=cx_quirk)
-
-
-def joint(*, run_dir: str, device: str = "cpu", pretrained: str, dataset: str, data_root: str = "",
-          num_segments: int = 16, clip_frames: int = 16, train_limit: int = 0, reso_list, backbone_list,
-          multi_models: bool = True, base_width: int = 16, policy_backbone: str = "tiny", policy_width: int = 16,
-          policy_input_offset: int = 3, hidden_dim: int = 512, skip_list=OFFICIAL_SKIP_LIST,
-          policy_also_backbone: bool = True, online_policy: bool = True, dropout: float = OFFICIAL_DROPOUT,
-          cx_quirk: bool = True, w_acc: float = OFFICIAL_W_ACC, w_eff: float = OFFICIAL_W_EFF,
-          uniform_loss_weight: float = OFFICIAL_UNIFORM_LOSS_WEIGHT, largest_cost: float = 0.0,
-          init_tau: float = OFFICIAL_INIT_TAU, tau_decay: float = OFFICIAL_TAU_DECAY, epochs: int = 50,
-          lr: float = OFFICIAL_JOINT_LR, batch_size: int = 48, weight_decay: float = OFFICIAL_WEIGHT_DECAY,
-          grad_clip: float = OFFICIAL_GRAD_CLIP, num_workers: int = 0, seed: int = 0,
-          progress: bool = True) -> AdaSkipNet:
+def joint(
+    *,
+    run_dir: str,
+    device: str = "cpu",
+    pretrained: str,
+    dataset: str,
+    data_root: str = "",
+    num_segments: int = 16,
+    clip_frames: int = 16,
+    train_limit: int = 0,
+    reso_list,
+    backbone_list,
+    multi_models: bool = True,
+    base_width: int = 16,
+    policy_backbone: str = "tiny",
+    policy_width: int = 16,
+    policy_input_offset: int = 3,
+    hidden_dim: int = 512,
+    skip_list=OFFICIAL_SKIP_LIST,
+    policy_also_backbone: bool = True,
+    online_policy: bool = True,
+    dropout: float = OFFICIAL_DROPOUT,
+    cx_quirk: bool = True,
+    w_acc: float = OFFICIAL_W_ACC,
+    w_eff: float = OFFICIAL_W_EFF,
+    uniform_loss_weight: float = OFFICIAL_UNIFORM_LOSS_WEIGHT,
+    largest_cost: float = 0.0,
+    init_tau: float = OFFICIAL_INIT_TAU,
+    tau_decay: float = OFFICIAL_TAU_DECAY,
+    epochs: int = 50,
+    lr: float = OFFICIAL_JOINT_LR,
+    batch_size: int = 48,
+    weight_decay: float = OFFICIAL_WEIGHT_DECAY,
+    grad_clip: float = OFFICIAL_GRAD_CLIP,
+    num_workers: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> AdaSkipNet:
     """Stage 2: policy and backbones together (masked forward, Gumbel τ = τ₀·exp(tau_decay·epoch)).
 
     ``pretrained`` is stage 1's ``pretrain.ckpt``. The efficiency loss's action costs are
@@ -266,37 +391,103 @@ def joint(*, run_dir: str, device: str = "cpu", pretrained: str, dataset: str, d
 
     from dynn.train import fit
 
-    arch = dict(reso_list=reso_list, backbone_list=backbone_list, multi_models=multi_models, base_width=base_width,
-                policy_backbone=policy_backbone, policy_width=policy_width, policy_input_offset=policy_input_offset,
-                hidden_dim=hidden_dim, skip_list=skip_list, policy_also_backbone=policy_also_backbone,
-                online_policy=online_policy, dropout=dropout, cx_quirk=cx_quirk)
-    train_data = video_set(dataset, "train", reso_list=reso_list, num_segments=num_segments, data_root=data_root,
-                           clip_frames=clip_frames, limit=train_limit)
-    model = _arnet(train_data.num_classes, seed=seed, **arch)
-    bank = load_pretrained(pretrained, train_data.num_classes, backbone_list=backbone_list, multi_models=multi_models,
-                           policy_backbone=policy_backbone, base_width=base_width, policy_width=policy_width,
-                           dropout=dropout)
+    arch = dict(
+        reso_list=reso_list,
+        backbone_list=backbone_list,
+        multi_models=multi_models,
+        base_width=base_width,
+        policy_backbone=policy_backbone,
+        policy_width=policy_width,
+        policy_input_offset=policy_input_offset,
+        hidden_dim=hidden_dim,
+        skip_list=skip_list,
+        policy_also_backbone=policy_also_backbone,
+        online_policy=online_policy,
+        dropout=dropout,
+        cx_quirk=cx_quirk,
+    )
+    train_data = video_set(
+        dataset,
+        "train",
+        reso_list=reso_list,
+        num_segments=num_segments,
+        data_root=data_root,
+        clip_frames=clip_frames,
+        limit=train_limit,
+    )
+    model = build_model(train_data.num_classes, seed=seed, **arch)
+    bank = load_pretrained(
+        pretrained,
+        train_data.num_classes,
+        backbone_list=backbone_list,
+        multi_models=multi_models,
+        policy_backbone=policy_backbone,
+        base_width=base_width,
+        policy_width=policy_width,
+        dropout=dropout,
+    )
     model.load_backbones(bank.backbones, bank.policy)
     action_costs = loss_costs(model, measure_costs(model), largest_cost)
     temperature = GumbelTemperature(init_tau, tau_decay, steps_per_epoch(len(train_data), batch_size))
     step = JointStep(temperature, action_costs, w_acc=w_acc, w_eff=w_eff, uniform_loss_weight=uniform_loss_weight)
-    fit(model, step, train_data, epochs=epochs, optimizer=sgd(model, lr, weight_decay), batch_size=batch_size,
-        run_dir=run_dir, stage="joint", grad_clip=grad_clip or None, device=device, seed=seed, params=params,
-        num_workers=num_workers, progress=progress, state={"temperature": temperature})
+    fit(
+        model,
+        step,
+        train_data,
+        epochs=epochs,
+        optimizer=sgd(model, lr, weight_decay),
+        batch_size=batch_size,
+        run_dir=run_dir,
+        stage="joint",
+        grad_clip=grad_clip or None,
+        device=device,
+        seed=seed,
+        params=params,
+        num_workers=num_workers,
+        progress=progress,
+        state={"temperature": temperature},
+    )
     return _reload(model, run_dir, "joint")
 
 
-def finetune(*, run_dir: str, device: str = "cpu", joint_checkpoint: str, dataset: str, data_root: str = "",
-             num_segments: int = 16, clip_frames: int = 16, train_limit: int = 0, reso_list, backbone_list,
-             multi_models: bool = True, base_width: int = 16, policy_backbone: str = "tiny", policy_width: int = 16,
-             policy_input_offset: int = 3, hidden_dim: int = 512, skip_list=OFFICIAL_SKIP_LIST,
-             policy_also_backbone: bool = True, online_policy: bool = True, dropout: float = OFFICIAL_DROPOUT,
-             cx_quirk: bool = True, w_acc: float = OFFICIAL_W_ACC, w_eff: float = OFFICIAL_W_EFF,
-             uniform_loss_weight: float = OFFICIAL_UNIFORM_LOSS_WEIGHT, largest_cost: float = 0.0,
-             init_tau: float = OFFICIAL_INIT_TAU, tau_decay: float = OFFICIAL_TAU_DECAY, epochs: int = 50,
-             lr: float = OFFICIAL_FINETUNE_LR, batch_size: int = 48, weight_decay: float = OFFICIAL_WEIGHT_DECAY,
-             grad_clip: float = OFFICIAL_GRAD_CLIP, num_workers: int = 0, seed: int = 0,
-             progress: bool = True) -> AdaSkipNet:
+def finetune(
+    *,
+    run_dir: str,
+    device: str = "cpu",
+    joint_checkpoint: str,
+    dataset: str,
+    data_root: str = "",
+    num_segments: int = 16,
+    clip_frames: int = 16,
+    train_limit: int = 0,
+    reso_list,
+    backbone_list,
+    multi_models: bool = True,
+    base_width: int = 16,
+    policy_backbone: str = "tiny",
+    policy_width: int = 16,
+    policy_input_offset: int = 3,
+    hidden_dim: int = 512,
+    skip_list=OFFICIAL_SKIP_LIST,
+    policy_also_backbone: bool = True,
+    online_policy: bool = True,
+    dropout: float = OFFICIAL_DROPOUT,
+    cx_quirk: bool = True,
+    w_acc: float = OFFICIAL_W_ACC,
+    w_eff: float = OFFICIAL_W_EFF,
+    uniform_loss_weight: float = OFFICIAL_UNIFORM_LOSS_WEIGHT,
+    largest_cost: float = 0.0,
+    init_tau: float = OFFICIAL_INIT_TAU,
+    tau_decay: float = OFFICIAL_TAU_DECAY,
+    epochs: int = 50,
+    lr: float = OFFICIAL_FINETUNE_LR,
+    batch_size: int = 48,
+    weight_decay: float = OFFICIAL_WEIGHT_DECAY,
+    grad_clip: float = OFFICIAL_GRAD_CLIP,
+    num_workers: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> AdaSkipNet:
     """Stage 3: backbones only, the policy frozen and in eval mode; τ continues from joint training.
 
     ``joint_checkpoint`` is stage 2's ``joint.ckpt`` (its weights and its final temperature).
@@ -306,13 +497,31 @@ def finetune(*, run_dir: str, device: str = "cpu", joint_checkpoint: str, datase
 
     from dynn.train import fit, load_checkpoint, read_checkpoint
 
-    arch = dict(reso_list=reso_list, backbone_list=backbone_list, multi_models=multi_models, base_width=base_width,
-                policy_backbone=policy_backbone, policy_width=policy_width, policy_input_offset=policy_input_offset,
-                hidden_dim=hidden_dim, skip_list=skip_list, policy_also_backbone=policy_also_backbone,
-                online_policy=online_policy, dropout=dropout, cx_quirk=cx_quirk)
-    train_data = video_set(dataset, "train", reso_list=reso_list, num_segments=num_segments, data_root=data_root,
-                           clip_frames=clip_frames, limit=train_limit)
-    model = _arnet(train_data.num_classes, seed=seed, **arch)
+    arch = dict(
+        reso_list=reso_list,
+        backbone_list=backbone_list,
+        multi_models=multi_models,
+        base_width=base_width,
+        policy_backbone=policy_backbone,
+        policy_width=policy_width,
+        policy_input_offset=policy_input_offset,
+        hidden_dim=hidden_dim,
+        skip_list=skip_list,
+        policy_also_backbone=policy_also_backbone,
+        online_policy=online_policy,
+        dropout=dropout,
+        cx_quirk=cx_quirk,
+    )
+    train_data = video_set(
+        dataset,
+        "train",
+        reso_list=reso_list,
+        num_segments=num_segments,
+        data_root=data_root,
+        clip_frames=clip_frames,
+        limit=train_limit,
+    )
+    model = build_model(train_data.num_classes, seed=seed, **arch)
     saved = read_checkpoint(joint_checkpoint)
     load_checkpoint(joint_checkpoint, model, state=saved)
     freeze_policy(model)
@@ -320,12 +529,28 @@ def finetune(*, run_dir: str, device: str = "cpu", joint_checkpoint: str, datase
         return model.to(device).eval()
     joint_epochs = int(saved["state"]["temperature"]["epoch"])
     action_costs = loss_costs(model, measure_costs(model), largest_cost)
-    temperature = GumbelTemperature(init_tau, tau_decay, steps_per_epoch(len(train_data), batch_size),
-                                    start_epoch=joint_epochs)
+    temperature = GumbelTemperature(
+        init_tau, tau_decay, steps_per_epoch(len(train_data), batch_size), start_epoch=joint_epochs
+    )
     step = JointStep(temperature, action_costs, w_acc=w_acc, w_eff=w_eff, uniform_loss_weight=uniform_loss_weight)
-    fit(model, step, train_data, epochs=epochs, optimizer=sgd(model, lr, weight_decay), batch_size=batch_size,
-        run_dir=run_dir, stage="finetune", grad_clip=grad_clip or None, train_mode=policy_eval_mode, device=device,
-        seed=seed, params=params, num_workers=num_workers, progress=progress, state={"temperature": temperature})
+    fit(
+        model,
+        step,
+        train_data,
+        epochs=epochs,
+        optimizer=sgd(model, lr, weight_decay),
+        batch_size=batch_size,
+        run_dir=run_dir,
+        stage="finetune",
+        grad_clip=grad_clip or None,
+        train_mode=policy_eval_mode,
+        device=device,
+        seed=seed,
+        params=params,
+        num_workers=num_workers,
+        progress=progress,
+        state={"temperature": temperature},
+    )
     return _reload(model, run_dir, "finetune")
 
 
