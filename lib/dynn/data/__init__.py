@@ -8,15 +8,20 @@ download. Real sets (CIFAR, ImageFolder, video frames, VOC, Cityscapes) take a
 Importing this package is light: the catalog (names, tasks, layouts, :func:`check_source`)
 is pure Python; torch and the builders load on first use of ``get_dataset`` and friends.
 """
+
 import importlib
 
 from dynn.data.catalog import CATALOG, DataError, check_source, dataset_names, is_embedded  # noqa: F401
 
 _LAZY = {
-    "get_dataset": "dynn.data.registry", "make_loader": "dynn.data.registry",
-    "register_dataset": "dynn.data.registry", "registered_names": "dynn.data.registry",
-    "split_indices": "dynn.data.registry", "head": "dynn.data.registry",
-    "LimitedDataset": "dynn.data.registry", "SPLIT_SEED": "dynn.data.registry",
+    "get_dataset": "dynn.data.registry",
+    "make_loader": "dynn.data.registry",
+    "register_dataset": "dynn.data.registry",
+    "registered_names": "dynn.data.registry",
+    "split_indices": "dynn.data.registry",
+    "head": "dynn.data.registry",
+    "LimitedDataset": "dynn.data.registry",
+    "SPLIT_SEED": "dynn.data.registry",
 }
 _SUBMODULES = frozenset({"catalog", "registry", "images", "cluttered", "video", "segmentation"})
 

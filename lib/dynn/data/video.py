@@ -16,6 +16,7 @@ Two sets:
 - ``video_frames``: the official format, a folder of extracted frames per video plus a list
   file ``relative_path num_frames label`` per split, with TSN segment sampling.
 """
+
 from __future__ import annotations
 
 import functools
@@ -73,8 +74,10 @@ def _check_reso_list(reso_list) -> list[int]:
     if not reso_list or any(r <= 0 for r in reso_list):
         raise DataError(f"parameter 'reso_list' = {reso_list!r}: expected positive sizes, largest first")
     if sorted(reso_list, reverse=True) != reso_list:
-        raise DataError(f"parameter 'reso_list' = {reso_list!r}: sizes must be in decreasing order "
-                        "(the first is the full crop, the others are downsampled from it)")
+        raise DataError(
+            f"parameter 'reso_list' = {reso_list!r}: sizes must be in decreasing order "
+            "(the first is the full crop, the others are downsampled from it)"
+        )
     return reso_list
 
 
@@ -90,8 +93,9 @@ def _draw_types(rng, clip_frames: int, probs, persist: float) -> np.ndarray:
 
 
 def _scaled(digit: torch.Tensor, side: int) -> torch.Tensor:
-    return F.interpolate(digit[None, None].float(), size=(side, side), mode="bilinear",
-                         antialias=True, align_corners=False)[0, 0]
+    return F.interpolate(
+        digit[None, None].float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False
+    )[0, 0]
 
 
 def _render(rng, digit: torch.Tensor, types: np.ndarray, s: int) -> torch.Tensor:
@@ -105,15 +109,17 @@ def _render(rng, digit: torch.Tensor, types: np.ndarray, s: int) -> torch.Tensor
             clip[t] = torch.from_numpy(rng.normal(0, 6, (s, s))).float().clamp(0, 255)
         elif kind == 1:  # noise: bright blobs the size of a stroke
             blobs = torch.from_numpy((rng.random((1, 1, s // 4, s // 4)) > 0.7) * rng.uniform(100, 255)).float()
-            clip[t] = F.interpolate(blobs, size=(s, s), mode="bilinear", align_corners=False)[0, 0] \
+            clip[t] = (
+                F.interpolate(blobs, size=(s, s), mode="bilinear", align_corners=False)[0, 0]
                 + torch.from_numpy(rng.normal(0, 20, (s, s))).float()
+            )
         elif kind == 2:  # small moving digit
             y, x = (int(round(v)) for v in pos)
-            clip[t, y:y + small, x:x + small] = small_digit[:s - y, :s - x]
+            clip[t, y : y + small, x : x + small] = small_digit[: s - y, : s - x]
         else:  # large digit with jitter
             side = max(3, int(round(s * rng.uniform(0.85, 1.0))))
             y, x = rng.integers(0, s - side + 1, size=2)
-            clip[t, y:y + side, x:x + side] = _scaled(digit, side)
+            clip[t, y : y + side, x : x + side] = _scaled(digit, side)
         pos = pos + vel  # the small digit keeps moving even while not shown
         for d in range(2):
             if pos[d] < 0 or pos[d] > s - small:
@@ -128,7 +134,7 @@ def _mnist_all() -> tuple[torch.Tensor, torch.Tensor]:
     from dynn.data.images import _mnist5k_arrays  # the digits behind dynn's mnist5k, parsed once
 
     x, y = _mnist5k_arrays()
-    return torch.from_numpy(x[:, 0].copy()), torch.as_tensor(y).long()
+    return torch.from_numpy(x[:, 0].copy()), torch.from_numpy(y.copy()).long()
 
 
 def _mnist_digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,8 +148,9 @@ def _mnist_digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @functools.lru_cache(maxsize=16)
-def generate_clips(split: str, size: int, clip_frames: int, num_clips: int,
-                   type_probs=(0.2, 0.2, 0.3, 0.3), persist: float = 0.6):
+def generate_clips(
+    split: str, size: int, clip_frames: int, num_clips: int, type_probs=(0.2, 0.2, 0.3, 0.3), persist: float = 0.6
+):
     """The ``moving_digits`` generator; returns ``(clips N×T×H×W uint8, frame_types N×T, targets N)``.
 
     Clip ``i`` depends only on ``(split, i)`` (its own random stream from the fixed
@@ -188,8 +195,9 @@ class MovingDigits(Dataset):
 
     per_item = ("clips", "frame_types", "targets")
 
-    def __init__(self, split: str, *, num_clips: int, clip_frames: int, num_segments: int, reso_list,
-                 channels: int, train: bool):
+    def __init__(
+        self, split: str, *, num_clips: int, clip_frames: int, num_segments: int, reso_list, channels: int, train: bool
+    ):
         self.reso_list = _check_reso_list(reso_list)
         self.size = self.reso_list[0]
         self.clip_frames, self.num_segments = int(clip_frames), int(num_segments)
@@ -197,8 +205,7 @@ class MovingDigits(Dataset):
         self.classes = [str(c) for c in range(10)]
         self.num_classes = 10
         self.input_shape = (self.num_segments, self.channels, self.size, self.size)
-        self.clips, self.frame_types, self.targets = generate_clips(split, self.size, self.clip_frames,
-                                                                    int(num_clips))
+        self.clips, self.frame_types, self.targets = generate_clips(split, self.size, self.clip_frames, int(num_clips))
         self.mean, self.std = 0.5, 0.5
 
     def __len__(self) -> int:
@@ -228,9 +235,16 @@ SPLIT_CLIPS = {"train": 600, "val": 100, "test": 300}
 
 
 @register_dataset("moving_digits", embedded=True)
-def moving_digits(split: str = "train", *, reso_list=(32, 24, 16, 12), num_segments: int = 8,
-                  clip_frames: int = 16, channels: int | None = 3, num_clips: int | None = None,
-                  augment: bool | None = None) -> MovingDigits:
+def moving_digits(
+    split: str = "train",
+    *,
+    reso_list=(32, 24, 16, 12),
+    num_segments: int = 8,
+    clip_frames: int = 16,
+    channels: int | None = 3,
+    num_clips: int | None = None,
+    augment: bool | None = None,
+) -> MovingDigits:
     """Synthetic digit clips (see :class:`MovingDigits`); 600/100/300 clips by default.
 
     ``reso_list`` gives the resolutions of every item (the first is the frame size),
@@ -242,8 +256,15 @@ def moving_digits(split: str = "train", *, reso_list=(32, 24, 16, 12), num_segme
         raise DataError(f"clip_frames = {clip_frames!r} and num_segments = {num_segments!r} must be ≥ 1")
     n = SPLIT_CLIPS[split] if num_clips is None else int(num_clips)
     train = (split == "train") if augment is None else bool(augment)
-    return MovingDigits(split, num_clips=n, clip_frames=clip_frames, num_segments=num_segments,
-                        reso_list=reso_list, channels=channels or 3, train=train)
+    return MovingDigits(
+        split,
+        num_clips=n,
+        clip_frames=clip_frames,
+        num_segments=num_segments,
+        reso_list=reso_list,
+        channels=channels or 3,
+        train=train,
+    )
 
 
 # ---------------------------------------------------------------- video_frames
@@ -256,8 +277,17 @@ class VideoFrames(Dataset):
 
     per_item = ("records", "targets")
 
-    def __init__(self, root: Path, list_file: Path, *, num_segments: int, reso_list, train: bool,
-                 image_tmpl: str = "img_{:05d}.jpg", channels: int = 3):
+    def __init__(
+        self,
+        root: Path,
+        list_file: Path,
+        *,
+        num_segments: int,
+        reso_list,
+        train: bool,
+        image_tmpl: str = "img_{:05d}.jpg",
+        channels: int = 3,
+    ):
         self.root, self.list_file, self.image_tmpl = root, list_file, image_tmpl
         self.reso_list = _check_reso_list(reso_list)
         self.num_segments, self.train, self.channels = int(num_segments), bool(train), int(channels)
@@ -277,8 +307,10 @@ class VideoFrames(Dataset):
                 continue
             parts = line.split()
             if len(parts) < 3:
-                raise DataError(f"{list_file}:{n}: expected 'relative_path num_frames label', got {line!r}; "
-                                f"expected layout: {VIDEO_LAYOUT}")
+                raise DataError(
+                    f"{list_file}:{n}: expected 'relative_path num_frames label', got {line!r}; "
+                    f"expected layout: {VIDEO_LAYOUT}"
+                )
             try:
                 path, frames, label = " ".join(parts[:-2]), int(parts[-2]), int(parts[-1])
             except ValueError as err:
@@ -337,9 +369,16 @@ class VideoFrames(Dataset):
 
 
 @register_dataset("video_frames")
-def video_frames(split: str = "train", *, data_root=None, reso_list=(224, 168, 112, 84), num_segments: int = 16,
-                 image_tmpl: str = "img_{:05d}.jpg", channels: int | None = 3,
-                 augment: bool | None = None) -> VideoFrames:
+def video_frames(
+    split: str = "train",
+    *,
+    data_root=None,
+    reso_list=(224, 168, 112, 84),
+    num_segments: int = 16,
+    image_tmpl: str = "img_{:05d}.jpg",
+    channels: int | None = 3,
+    augment: bool | None = None,
+) -> VideoFrames:
     """Extracted frames + list files (ActivityNet/FCVID as the official code prepares them)."""
     root = Path(data_root).expanduser()  # existence and list files checked by get_dataset
     name = {"train": "train.txt", "val": "val.txt", "test": "test.txt"}[split]
@@ -347,8 +386,17 @@ def video_frames(split: str = "train", *, data_root=None, reso_list=(224, 168, 1
     if split == "test" and not list_file.exists():
         list_file = root / "val.txt"
     if not list_file.exists():
-        raise DataError(f"parameter 'data_root' = {str(data_root)!r} has no {list_file.name}; expected layout: "
-                        f"{VIDEO_LAYOUT}. {VIDEO_HOW}")
+        raise DataError(
+            f"parameter 'data_root' = {str(data_root)!r} has no {list_file.name}; expected layout: "
+            f"{VIDEO_LAYOUT}. {VIDEO_HOW}"
+        )
     train = (split == "train") if augment is None else bool(augment)
-    return VideoFrames(root, list_file, num_segments=num_segments, reso_list=reso_list, train=train,
-                       image_tmpl=image_tmpl, channels=channels or 3)
+    return VideoFrames(
+        root,
+        list_file,
+        num_segments=num_segments,
+        reso_list=reso_list,
+        train=train,
+        image_tmpl=image_tmpl,
+        channels=channels or 3,
+    )
