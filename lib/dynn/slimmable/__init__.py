@@ -1,27 +1,41 @@
 """Slimmable networks with layer-wise widths (Joslim; US-Nets as the uniform baseline).
 
 One set of weights, many widths: every layer can run with the first ``k`` of its channels.
-The package follows the hierarchy of the Joslim models README,
-``SlimModel → SlimStage → SlimBlock → SlimOps``:
+The models follow the hierarchy of the Joslim models README,
+``SlimModel → SlimStage → SlimBlock → SlimOps``. Where things live (the package shape of
+every method, with the operators and blocks in modules of their own because the
+architectures alone fill ``model.py``):
 
-- :mod:`~dynn.slimmable.ops` — ``SlimConv2d``, sliced BN (``SlimBN``), ``SlimLinear``,
-  shortcuts, ``export_static`` (a real smaller network for timing);
-- :mod:`~dynn.slimmable.blocks` — ``SlimBasicBlock``, ``SlimBottleNeck``, ``SlimDWSConv``,
+- :mod:`.parameters` — the notebook's parameter spec and the allowed models (light);
+- :mod:`.ops` — ``SlimConv2d``, sliced BN (``SlimBN``), ``SlimLinear``, the zero-pad
+  shortcut, ``export_static`` (a real smaller network for timing);
+- :mod:`.blocks` — ``SlimBasicBlock``, ``SlimBottleNeck``, ``SlimDWSConv``,
   ``SlimInvertedResidual``, ``SlimStage``;
-- :mod:`~dynn.slimmable.dyn_model` — ``DynModel`` (``search_dim``, ``channel_space``,
-  ``decode_wm``, ``decode_ch``, ``set_real_ch``, MACs via ``dynn.flops``);
-- :mod:`~dynn.slimmable.models` — slimmable ResNets, MobileNetV2/V3, EfficientNet-B0 and
-  the README's toy model, by name (``create``);
-- :mod:`~dynn.slimmable.search` — width samplers: uniform (US-Nets) and layer-wise
-  (cost-targeted evolutionary search, standing in for Joslim's Bayesian optimisation),
-  Pareto fronts;
-- :mod:`~dynn.slimmable.training` — the sandwich-rule step with in-place distillation,
-  BN recalibration, evaluation of configurations.
+- :mod:`.model` — ``DynModel`` (``search_dim``, ``channel_space``, ``decode_wm``,
+  ``decode_ch``, ``set_real_ch``, MACs via ``dynn.flops``) and the architectures, registered
+  in :mod:`dynn.models` as ``slimmable.<name>`` (``slimmable.cifar_resnet20``, ...);
+- :mod:`.search` — width samplers: uniform (US-Nets) and layer-wise (cost-targeted,
+  GP-guided evolutionary search, standing in for Joslim's Bayesian optimisation), the fast
+  cost model, Pareto fronts, the saved search history;
+- :mod:`.train` — the sandwich-rule step with in-place distillation and the two training
+  stages, :func:`~.train.train_joint` (Joslim) and :func:`~.train.train_uniform` (US-Nets);
+- :mod:`.evaluate` — selection on validation, accuracy of configurations with and without
+  BN recalibration, MACs, latency, the results' points;
+- :mod:`.plots` — the notebook's figures and the interactive explorer.
+
+Submodules load on first use, so importing the package (or its parameters) does not load torch.
 """
-from dynn.slimmable.blocks import (  # noqa: F401
-    SlimBasicBlock, SlimBottleNeck, SlimDWSConv, SlimInvertedResidual, SlimSE, SlimStage,
-)
-from dynn.slimmable.dyn_model import DynModel, flatten  # noqa: F401
-from dynn.slimmable.models import create, list_models  # noqa: F401
-from dynn.slimmable.ops import SlimBN, SlimConv2d, SlimLinear, export_static  # noqa: F401
-from dynn.slimmable import search, training  # noqa: F401
+
+import importlib
+
+_SUBMODULES = frozenset({"parameters", "ops", "blocks", "model", "search", "train", "evaluate", "plots"})
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES)

@@ -8,6 +8,7 @@ Each block knows only how its own layers share channels; it exposes ``set_in_ch(
 shared *residual* width (identity shortcuts add tensors, so their channel counts must
 match), which is why a stage of N blocks has ``1 + N`` independent widths, not ``2N``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,15 @@ class SlimConvBNAct(nn.Module):
     """conv-BN-activation with a slimmable output: stems, last convolutions and, with
     ``act=None``, the strided 1×1 projection of ResNet shortcut "B"."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
-                 act: str | None = "relu", pool: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        stride: int = 1,
+        act: str | None = "relu",
+        pool: bool = False,
+    ):
         super().__init__()
         self.conv = SlimConv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False)
         self.bn = SlimBN(out_channels)
@@ -117,8 +125,11 @@ class SlimBottleNeck(nn.Module):
         self.bn2 = SlimBN(planes)
         self.conv3 = SlimConv2d(planes, out_channels, 1, bias=False)
         self.bn3 = SlimBN(out_channels)
-        self.shortcut = (nn.Identity() if stride == 1 and in_channels == out_channels
-                         else SlimConvBNAct(in_channels, out_channels, 1, stride, act=None))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_channels == out_channels
+            else SlimConvBNAct(in_channels, out_channels, 1, stride, act=None)
+        )
         self.has_identity = isinstance(self.shortcut, nn.Identity)
 
     def set_in_ch(self, ch: int) -> None:
@@ -178,8 +189,17 @@ class SlimDWSConv(nn.Module):
 
     search_dim = 1
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3,
-                 act: str = "relu6", se_channels: int = 0, se_gate: str = "hsigmoid", se_act: str = "relu"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        kernel: int = 3,
+        act: str = "relu6",
+        se_channels: int = 0,
+        se_gate: str = "hsigmoid",
+        se_act: str = "relu",
+    ):
         super().__init__()
         self.dw = SlimConv2d(in_channels, in_channels, kernel, stride, kernel // 2, groups=in_channels, bias=False)
         self.bn1 = SlimBN(in_channels)
@@ -220,9 +240,18 @@ class SlimInvertedResidual(nn.Module):
 
     search_dim = 2
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, mid_channels: int,
-                 kernel: int = 3, act: str = "relu6", se_channels: int = 0,
-                 se_gate: str = "hsigmoid", se_act: str = "relu"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        mid_channels: int,
+        kernel: int = 3,
+        act: str = "relu6",
+        se_channels: int = 0,
+        se_gate: str = "hsigmoid",
+        se_act: str = "relu",
+    ):
         super().__init__()
         self.expand = SlimConv2d(in_channels, mid_channels, 1, bias=False)
         self.bn1 = SlimBN(mid_channels)
@@ -300,7 +329,7 @@ class SlimStage(nn.Module):
         for i, block in enumerate(self.blocks):
             if i > 0:
                 block.set_in_ch(ch[2 * i - 1])
-            block.set_out_ch(ch[2 * i: 2 * i + 2])
+            block.set_out_ch(ch[2 * i : 2 * i + 2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:

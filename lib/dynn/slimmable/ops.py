@@ -5,13 +5,14 @@ the leading slice of every weight tensor (``weight[:out, :in]``), exactly as in 
 ``dyn_model.py`` and US-Nets' ``slimmable_ops.py``. Each operator holds its *active*
 channel counts, set from outside through ``set_in_ch`` / ``set_out_ch`` / ``set_groups``;
 the model-level logic that keeps those counts consistent lives in
-:class:`dynn.slimmable.dyn_model.DynModel`.
+:class:`dynn.slimmable.model.DynModel`.
 
 Because the slice is taken before the convolution, a narrow configuration really computes
 less (``dynn.flops`` sees the smaller convolutions). For latency measurements
 :func:`export_static` goes one step further and copies the active slices into plain,
 contiguous, smaller layers, so the timed network is an ordinary small network.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,7 +58,7 @@ class SlimBN(nn.BatchNorm2d):
 
     The running statistics are shared by every width during training (as in Joslim), so
     they fit no particular configuration: evaluate a configuration only after
-    :func:`dynn.slimmable.training.recalibrate_bn` has re-estimated them for it.
+    :func:`dynn.evaluate.recalibrate_bn` has re-estimated them for it.
     Slices of the running buffers are views, so the in-place update of
     ``F.batch_norm`` writes into the full buffers.
     """
@@ -84,7 +85,9 @@ class SlimBN(nn.BatchNorm2d):
             self.running_var[:c] if track and self.running_var is not None else None,
             self.weight[:c] if self.weight is not None else None,
             self.bias[:c] if self.bias is not None else None,
-            use_batch_stats, factor, self.eps,
+            use_batch_stats,
+            factor,
+            self.eps,
         )
 
 

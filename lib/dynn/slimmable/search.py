@@ -1,6 +1,6 @@
 """Which widths to train and to deploy: samplers, a cost model, Pareto fronts.
 
-Two samplers feed the sandwich rule (:mod:`dynn.slimmable.training`) with the
+Two samplers feed the sandwich rule (:mod:`dynn.slimmable.train`) with the
 configurations trained between the full and the smallest width:
 
 - :class:`UniformSampler` — the US-Nets baseline: one multiplier ``w ~ U[min_width, 1]``
@@ -20,9 +20,12 @@ configurations trained between the full and the smallest width:
   UCB of a Gaussian-process loss model (scikit-learn, Matérn 5/2 as in Joslim) is kept:
   a GP-guided evolutionary search, Joslim's acquisition optimised by evolution.
 
-Both samplers keep their state in plain arrays (``state_dict``) so that a training stage
-resumed from a checkpoint continues the same search.
+Both samplers keep their state in plain lists (``state_dict``), which the trainer saves
+inside the stage checkpoint (``dynn.train.fit(state=...)``), so that a training stage resumed
+from a checkpoint continues the same search and the notebook reads the finished search's
+history back with :func:`load_history`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -33,7 +36,7 @@ import numpy as np
 import torch.nn as nn
 
 import dynn.flops
-from dynn.slimmable.dyn_model import DynModel
+from dynn.slimmable.model import DynModel
 from dynn.slimmable.ops import SlimConv2d, SlimLinear
 
 
@@ -88,6 +91,17 @@ class CostModel:
 
     def ratio_of_wm(self, wm) -> float:
         return self.fast(self.model.real_ch_of(np.clip(wm, 1e-6, 1.0)))
+
+
+def uniform_width_for_ratio(net: DynModel, cost: CostModel, target: float, min_width: float, iters: int = 20) -> float:
+    """The largest uniform multiplier whose MACs ratio is ≤ ``target`` (≥ ``min_width``)."""
+    lo, hi = min_width, 1.0
+    if cost.ratio_of_wm(net.uniform_wm(hi)) <= target + 1e-9:
+        return 1.0
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cost.ratio_of_wm(net.uniform_wm(mid)) <= target + 1e-9 else (lo, mid)
+    return lo
 
 
 # ====================================================================== Pareto fronts
@@ -164,15 +178,15 @@ class LayerwiseSampler:
     mutation_prob: float = 0.3
     mutation_std: float = 0.15
     tolerance: float = 0.02
-    surrogate: bool = True     # rank offspring with a GP over the loss (Joslim's GP-UCB)
+    surrogate: bool = True  # rank offspring with a GP over the loss (Joslim's GP-UCB)
     offspring_per_proposal: int = 8
-    beta: float = 0.1          # UCB weight, Joslim's default
+    beta: float = 0.1  # UCB weight, Joslim's default
     name: str = "layerwise"
     step: int = 0
-    X: list = field(default_factory=list)        # width multipliers of every configuration seen
-    ratio: list = field(default_factory=list)    # their MACs ratio (CostModel.fast = dynn.flops count)
-    loss: list = field(default_factory=list)     # their latest held-out loss
-    target: list = field(default_factory=list)   # the cost target each was proposed for
+    X: list = field(default_factory=list)  # width multipliers of every configuration seen
+    ratio: list = field(default_factory=list)  # their MACs ratio (CostModel.fast = dynn.flops count)
+    loss: list = field(default_factory=list)  # their latest held-out loss
+    target: list = field(default_factory=list)  # the cost target each was proposed for
     current: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -196,8 +210,10 @@ class LayerwiseSampler:
         if len(self.X) < self.prior_points or int(np.isfinite(self.loss).sum()) < 2:
             wm = self.model.uniform_wm(rng.uniform(self.min_width, 1.0))
         else:
-            children = [self.repair(self.offspring(rng, target), target)
-                        for _ in range(self.offspring_per_proposal if self.surrogate else 1)]
+            children = [
+                self.repair(self.offspring(rng, target), target)
+                for _ in range(self.offspring_per_proposal if self.surrogate else 1)
+            ]
             wm = children[self.rank(children, rng)] if len(children) > 1 else children[0]
         real = self.model.real_ch_of(wm)
         self.X.append([float(v) for v in wm])
@@ -279,3 +295,18 @@ class LayerwiseSampler:
         known = [i for i, v in enumerate(self.loss) if np.isfinite(v)]
         idx = pareto_indices(np.asarray(self.ratio)[known], np.asarray(self.loss)[known])
         return [known[i] for i in idx]
+
+
+def load_history(checkpoint: str) -> dict:
+    """The search history a finished ``train_joint`` stage saved in its checkpoint.
+
+    ``{"X": width multipliers of every configuration proposed, "ratio": their MACs ratios,
+    "loss": their last refreshed validation loss, "target": the cost each was proposed for,
+    "step": sampler steps}``: what the notebook re-scores to pick deployed configurations.
+    """
+    from dynn.train import read_checkpoint
+
+    state = read_checkpoint(checkpoint).get("state") or {}
+    if "sampler" not in state:
+        raise KeyError(f"checkpoint {checkpoint!r} holds no sampler state (not a train_joint stage?)")
+    return state["sampler"]

@@ -1,0 +1,59 @@
+"""What ``notebooks/slimmable.ipynb`` accepts (light: checked before torch is imported)."""
+
+from dynn.params import Choice, DataRoot, Device, Flag, Number, Text, dataset_names
+
+# The slimmable architectures (registered in dynn.models as "slimmable.<name>"; a test
+# checks this list against the registry).
+MODELS = (
+    "cifar_resnet8",
+    "cifar_resnet14",
+    "cifar_resnet20",
+    "cifar_resnet32",
+    "cifar_resnet44",
+    "cifar_resnet56",
+    "cifar_resnet110",
+    "efficientnet_b0",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "resnet101",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "toy",
+)
+# Which widths the sandwich rule trains between the full and the smallest network.
+SAMPLERS = ("layerwise", "uniform")
+
+SPEC = {
+    "model": Choice(MODELS),
+    "dataset": Choice(dataset_names(task="classification")),
+    "data_root": DataRoot(),
+    "download": Flag(),
+    "resolution": Number(min=8, max=512, integer=True),
+    "train_limit": Number(min=0, integer=True),
+    "val_limit": Number(min=0, integer=True),
+    "test_limit": Number(min=0, integer=True),
+    "sampler": Choice(SAMPLERS),
+    "baseline": Flag(),
+    "min_width": Number(min=0.05, max=1.0),
+    "num_sampled": Number(min=0, max=16, integer=True),
+    "label_smoothing": Number(min=0, max=0.99),
+    "search_budget": Number(min=2, integer=True),
+    "surrogate": Flag(),
+    "tau": Number(min=1, integer=True),
+    "epochs": Number(min=1, integer=True),
+    "batch_size": Number(min=2, integer=True),
+    "lr": Number(min=0),
+    "weight_decay": Number(min=0),
+    "warmup_epochs": Number(min=0),
+    "bn_batches": Number(min=1, integer=True),
+    "num_points": Number(min=2, max=50, integer=True),
+    "latency_batch": Number(min=1, integer=True),
+    "latency_time": Number(min=0.01),
+    "interactive": Flag(),
+    "nprocs": Number(min=1, integer=True),
+    "device": Device(),
+    "seed": Number(min=0, integer=True),
+    "run_dir": Text(),
+    "figures_dir": Text(),
+}
