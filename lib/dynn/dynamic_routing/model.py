@@ -1,49 +1,32 @@
-"""Dynamic Routing for semantic segmentation (Li et al., CVPR 2020).
+"""The Dynamic Routing network: routing space, cells, soft conditional gates, transitions,
+decoder, and its costs measured with :mod:`dynn.flops`.
 
-Paper: https://arxiv.org/abs/2003.10401 — official code: github.com/yanwei-li/DynamicRouting
-(``dl_lib/modeling/dynamic_arch``). Every image chooses its own path through a lattice of
-*cells*: ``L`` layers × up to four scales (1/4 … 1/32 of the input, ``2^s·C`` channels).
-Each cell transforms the sum of what reaches it (``H = SepConv3×3(Y) + Y``) and a small
-*soft conditional gate* decides, per image, how much of the result goes to the same scale
-(keep), the finer scale (up) and the coarser scale (down). A cell whose gates are all
-(near) zero is *closed*: its input passes straight through on the keep path and nothing
-else is computed. A budget loss pulls the *expected* cost (gate-weighted) toward a
-fraction ``mu`` of the full network.
-
-What this module provides:
-
-- :class:`DynamicRoutingNet` — stem, initial cell, routing space with the official
-  availability rules, decoder head; ``using_gate=False`` is the *Network-Fix* baseline.
-  ``forward`` is the differentiable (masked, dense) path used for training;
-  :meth:`DynamicRoutingNet.forward_skip` is inference that really skips closed cells and
-  closed paths *per sample* inside a batch (gather the samples that use a cell → run →
-  scatter), equal in output to ``forward`` in eval mode.
-- Costs measured once per input size with :func:`dynn.flops.macs_by_module` (no hand
-  formulas): per-image *expected* cost (differentiable, drives the budget) and *real* cost
-  (thresholded; + gates that ran, stem and head), and ``full_cost`` (C_full) computed.
-- :func:`budget_loss` (λ·w·(E/C_full − μ)², off before ``unupdate_rate`` of training,
-  warm-up 0.02), :class:`RoutingStep` for :func:`dynn.train.fit`, a poly learning rate
-  with linear warm-up, :func:`evaluate` (mIoU, costs, gates), forced routes by hand, and
-  route diagrams.
+:class:`DynamicRoutingNet` — stem, initial cell, routing space with the official
+availability rules (``dynamic_backbone.py``), decoder head; ``using_gate=False`` is the
+*Network-Fix* baseline. ``forward`` is the differentiable (masked, dense) path used for
+training; :meth:`DynamicRoutingNet.forward_skip` is inference that really skips closed
+cells and closed paths *per sample* inside a batch (gather the samples that use a cell →
+run → scatter), equal in output to ``forward`` in eval mode. Costs are measured once per
+input size with :func:`dynn.flops.macs_by_module` (no hand formulas): per-image *expected*
+cost (differentiable, drives the budget), *real* cost (thresholded; + gates that ran, stem
+and head) and ``full_cost`` (C_full, the budget's unit).
 """
+
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import dynn.flops
-from dynn.data import make_loader
 
 THRESHOLD = 1e-4  # a gate value at or below this is a closed path (official: 0.0001)
 IGNORE_INDEX = 255
 PATH_SHIFT = {"keep": 0, "up": -1, "down": +1}  # scale change of each transition
+SCALE_NAMES = ("1/4", "1/8", "1/16", "1/32")
 
 
 # ------------------------------------------------------------------ the routing space
@@ -89,8 +72,7 @@ def build_routing_space(layers: int, init_channels: int) -> list[Node]:
         last = li == layers - 1
         cur = {}
         for s in range(n):
-            paths = ("keep",) + (("up",) if s > 0 and not last else ()) + \
-                    (("down",) if s < 3 and not last else ())
+            paths = ("keep",) + (("up",) if s > 0 and not last else ()) + (("down",) if s < 3 and not last else ())
             inputs = []
             if s > 0:
                 inputs.append((prev[s - 1].index, "down"))
@@ -98,7 +80,7 @@ def build_routing_space(layers: int, init_channels: int) -> list[Node]:
                 inputs.append((prev[s].index, "keep"))
             if (s < n - 1) if li > 2 else (s < n - 2):
                 inputs.append((prev[s + 1].index, "up"))
-            node = Node(len(nodes), li + 1, s, init_channels * 2 ** s, paths, tuple(inputs))
+            node = Node(len(nodes), li + 1, s, init_channels * 2**s, paths, tuple(inputs))
             for src, path in node.inputs:  # the rules above must only use existing outputs
                 assert path in nodes[src].paths, (node, src, path)
             nodes.append(node)
@@ -108,11 +90,9 @@ def build_routing_space(layers: int, init_channels: int) -> list[Node]:
 
 
 # ------------------------------------------------------------------ building blocks
-def conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-            relu: bool = True) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:
     """Conv (no bias) + BatchNorm (+ ReLU): the official ``Conv2d(..., norm, activation)``."""
-    layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-              nn.BatchNorm2d(cout)]
+    layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
     if relu:
         layers.append(nn.ReLU(inplace=False))
     return nn.Sequential(*layers)
@@ -201,8 +181,7 @@ class Cell(nn.Module):
             return torch.relu(y)
         if path == "up":
             out = self.up(y)
-            return F.interpolate(out, size=(2 * out.shape[-2], 2 * out.shape[-1]), mode="bilinear",
-                                 align_corners=False)
+            return F.interpolate(out, size=(2 * out.shape[-2], 2 * out.shape[-1]), mode="bilinear", align_corners=False)
         return self.down(y)
 
     def gates(self, h: torch.Tensor) -> torch.Tensor:
@@ -218,8 +197,9 @@ class DecoderHead(nn.Module):
     def __init__(self, init_channels: int, num_scales: int, num_classes: int):
         super().__init__()
         self.reduce = nn.ModuleList(
-            conv_bn(init_channels * 2 ** s, init_channels * 2 ** s if s == 0 else init_channels * 2 ** (s - 1), 1)
-            for s in range(num_scales))
+            conv_bn(init_channels * 2**s, init_channels * 2**s if s == 0 else init_channels * 2 ** (s - 1), 1)
+            for s in range(num_scales)
+        )
         self.classifier = nn.Conv2d(init_channels, num_classes, 3, 1, 1)
 
     def forward(self, features: Sequence[torch.Tensor], size) -> torch.Tensor:
@@ -266,14 +246,22 @@ class DynamicRoutingNet(nn.Module):
     MACs per image). ``route`` forces a route by hand: one tensor per node of shape ``P``
     or ``B×P``. With ``route_mode="mask"`` it is multiplied into the gates (0 closes a
     path, 1 leaves the gate's choice); with ``"replace"`` it *is* α and the gates are not
-    run at all (so they cost nothing). ``num_steps`` counts training steps (saved with the weights, so a
-    resumed run knows how far training has gone — the budget and drop path schedules
-    depend on it).
+    run at all (so they cost nothing). ``step_rate`` is the training progress (0…1) that
+    scheduled drop path needs; the training step keeps it (:class:`dynn.dynamic_routing.train.RoutingStep`).
     """
 
-    def __init__(self, num_classes: int, *, layers: int = 16, init_channels: int = 64, in_channels: int = 3,
-                 using_gate: bool = True, gate_bias: float = 1.5, small_gate: bool = False,
-                 drop_path_prob: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        layers: int = 16,
+        init_channels: int = 64,
+        in_channels: int = 3,
+        using_gate: bool = True,
+        gate_bias: float = 1.5,
+        small_gate: bool = False,
+        drop_path_prob: float = 0.0,
+    ):
         super().__init__()
         self.num_classes, self.layers, self.init_channels = num_classes, layers, init_channels
         self.using_gate, self.drop_path_prob = using_gate, drop_path_prob
@@ -282,7 +270,6 @@ class DynamicRoutingNet(nn.Module):
         self.cells = nn.ModuleList(Cell(n, using_gate, gate_bias, small_gate) for n in self.nodes)
         self.final_nodes = [n.index for n in self.nodes if n.layer == layers]
         self.head = DecoderHead(init_channels, len(self.final_nodes), num_classes)
-        self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
         self._costs: dict[tuple[int, int], CostTable] = {}
         for m in self.modules():  # official: Kaiming (fan_in) everywhere, gate bias = gate_bias
             if isinstance(m, nn.Conv2d):
@@ -308,7 +295,8 @@ class DynamicRoutingNet(nn.Module):
                 self.train(was_training)
             get = lambda k: int(table.get(k, 0))  # noqa: E731
             self._costs[size] = CostTable(
-                stem=get("stem"), head=get("head"),
+                stem=get("stem"),
+                head=get("head"),
                 cell=[get(f"cells.{n.index}.sep") for n in self.nodes],
                 gate=[get(f"cells.{n.index}.gate") for n in self.nodes],
                 path=[[get(f"cells.{n.index}.{p}") if p != "keep" else 0 for p in n.paths] for n in self.nodes],
@@ -318,14 +306,18 @@ class DynamicRoutingNet(nn.Module):
     def full_cost(self, size) -> int:
         return self.cost_table(size).full_cost
 
-    def _node_costs(self, table: CostTable, node: Node, alpha: torch.Tensor, reach: torch.Tensor,
-                    gate_ran: bool = True):
+    def _node_costs(
+        self, table: CostTable, node: Node, alpha: torch.Tensor, reach: torch.Tensor, gate_ran: bool = True
+    ):
         """Expected (differentiable) and real (indicator) MACs of one node, per sample."""
         path_costs = alpha.new_tensor(table.path[node.index])
         opened = (alpha > THRESHOLD).to(alpha.dtype)
         expected = alpha.max(1).values * table.cell[node.index] + (alpha * path_costs).sum(1)
-        real = (reach.to(alpha.dtype) * (table.gate[node.index] if gate_ran else 0)
-                + opened.amax(1) * table.cell[node.index] + (opened * path_costs).sum(1))
+        real = (
+            reach.to(alpha.dtype) * (table.gate[node.index] if gate_ran else 0)
+            + opened.amax(1) * table.cell[node.index]
+            + (opened * path_costs).sum(1)
+        )
         return expected, real
 
     # ---------------------------------------------------------------- routes by hand
@@ -352,8 +344,9 @@ class DynamicRoutingNet(nn.Module):
             alpha = alpha * (alpha > THRESHOLD)
         return alpha
 
-    def forward(self, x: torch.Tensor, step_rate: float = 0.0, route=None, with_costs: bool = True,
-                route_mode: str = "mask") -> dict:
+    def forward(
+        self, x: torch.Tensor, step_rate: float = 0.0, route=None, with_costs: bool = True, route_mode: str = "mask"
+    ) -> dict:
         """Dense pass: every cell computed, outputs multiplied by the gates (training path)."""
         B = x.shape[0]
         h0 = self.stem(x)
@@ -454,8 +447,12 @@ class DynamicRoutingNet(nn.Module):
             e, r = self._node_costs(table, node, alpha, reach, gate_ran=route is None or route_mode != "replace")
             expected, real = expected + e, real + r
         logits = self.head([outs[i]["keep"][1] for i in self.final_nodes], x.shape[-2:])
-        return {"logits": logits, "gates": gates, "expected_cost": expected,
-                "real_cost": real + table.stem + table.head}
+        return {
+            "logits": logits,
+            "gates": gates,
+            "expected_cost": expected,
+            "real_cost": real + table.stem + table.head,
+        }
 
 
 def _target_shape(shape, path: str) -> tuple:
@@ -472,249 +469,29 @@ def _rows(route: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return route[idx] if route.dim() == 2 else route
 
 
-# ------------------------------------------------------------------ training
-def budget_loss(expected_cost: torch.Tensor, full_cost: float, mu: float | None, lam: float,
-                step_rate: float, unupdate_rate: float = 0.4, warmup: float = 0.02) -> torch.Tensor:
-    """λ·w·(E[cost]/C_full − μ)², w = min(1, (progress − unupdate_rate)/warmup) (``dynamic4seg.py``).
+def build_model(
+    num_classes: int,
+    *,
+    layers: int,
+    init_channels: int,
+    gated: bool = True,
+    gate_bias: float = 1.5,
+    small_gate: bool = False,
+    drop_path_prob: float = 0.0,
+    in_channels: int = 3,
+) -> DynamicRoutingNet:
+    """A :class:`DynamicRoutingNet`; ``gated=False`` is Network-Fix (every path always open).
 
-    Zero before ``unupdate_rate`` of training, for ``mu=None`` (Dynamic-Raw) and for λ = 0.
-    ``expected_cost`` is per image; the batch mean enters the loss, as officially.
+    The stages build their networks here, right after seeding, so a network's initial
+    weights depend only on the stage's arguments (never on what a notebook built before).
     """
-    if mu is None or lam == 0 or step_rate < unupdate_rate:
-        return expected_cost.new_zeros(())
-    w = min(1.0, (step_rate - unupdate_rate) / warmup)
-    return lam * w * (expected_cost.mean() / full_cost - mu) ** 2
-
-
-class RoutingStep:
-    """``step_fn`` for :func:`dynn.train.fit`: cross-entropy (ignore 255) + budget loss.
-
-    The training progress (``step_rate``) comes from the model's ``num_steps`` buffer so
-    that a resumed run continues the budget and drop-path schedules where it stopped.
-    """
-
-    def __init__(self, total_steps: int, budget_mu: float | None, budget_lambda: float,
-                 unupdate_rate: float = 0.4, ignore_index: int = IGNORE_INDEX):
-        self.total_steps = max(1, total_steps)
-        self.mu, self.lam, self.unupdate_rate, self.ignore_index = budget_mu, budget_lambda, unupdate_rate, ignore_index
-
-    def __call__(self, model: nn.Module, batch) -> dict:
-        from dynn.train import unwrap
-
-        net = unwrap(model)
-        x, y = batch
-        step_rate = float(net.num_steps) / self.total_steps
-        out = model(x, step_rate=step_rate)
-        ce = F.cross_entropy(out["logits"], y, ignore_index=self.ignore_index)
-        full = net.full_cost(x.shape[-2:])
-        budget = budget_loss(out["expected_cost"], full, self.mu, self.lam, step_rate, self.unupdate_rate)
-        net.num_steps += 1
-        return {"loss": ce + budget, "ce": ce.detach(), "budget": budget.detach(),
-                "expected_ratio": float(out["expected_cost"].detach().mean()) / full,
-                "real_ratio": float(out["real_cost"].detach().mean()) / net.cost_table(x.shape[-2:]).network_fix_cost}
-
-
-def poly_lr_lambda(total_steps: int, warmup_iters: int = 0, warmup_factor: float = 0.001, power: float = 0.9):
-    """Poly decay (1 − t/T)^0.9 after a linear warm-up from ``warmup_factor`` (official PolyLR)."""
-    def factor(step: int) -> float:
-        poly = (1 - min(step, total_steps) / total_steps) ** power
-        if step < warmup_iters:
-            alpha = step / warmup_iters
-            return poly * (warmup_factor * (1 - alpha) + alpha)
-        return poly
-    return factor
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 1e-4, momentum: float = 0.9,
-                   optimizer: str = "sgd"):
-    """SGD 0.9 (official) or AdamW; weight decay on convolutions, none on BatchNorm
-    (official WEIGHT_DECAY_NORM 0).
-
-    AdamW exists for the CPU-sized runs: with a few hundred steps, SGD on the synthetic
-    scenes has not yet left the "everything is background" solution (measured: mIoU 8 %
-    after 280 steps vs 19 % with Adam), so nothing about routing could be compared.
-    """
-    decay, no_decay = [], []
-    for module in model.modules():
-        for _, p in module.named_parameters(recurse=False):
-            (no_decay if isinstance(module, nn.BatchNorm2d) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    if optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"parameter 'optimizer' = {optimizer!r}: allowed 'sgd', 'adamw'")
-
-
-class MultipleOf:
-    """Parameter rule: an integer multiple of ``factor`` (crop sizes: the network halves the
-    resolution five times, so the 1/32 scale needs a side divisible by 32)."""
-
-    def __init__(self, factor: int, min: int | None = None):
-        self.factor, self.min = factor, min
-
-    def problem(self, value) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return "expected an integer"
-        if value % self.factor or (self.min is not None and value < self.min):
-            return f"must be a multiple of {self.factor}" + (f" and ≥ {self.min}" if self.min else "")
-        return None
-
-
-def train_stage(model: DynamicRoutingNet, train_data, *, run_dir, stage: str, epochs: int, total_epochs: int,
-                batch_size: int, lr: float, weight_decay: float = 1e-4, warmup_iters: int = 0,
-                grad_clip: float | None = 5.0, budget_mu: float | None = None, budget_lambda: float = 0.0,
-                unupdate_rate: float = 0.4, optimizer: str = "sgd", start_from: str | Path | None = None,
-                device="cpu", seed: int = 0, params: dict | None = None, progress: bool = True) -> list[dict]:
-    """Train epochs ``[.., epochs)`` of a ``total_epochs`` schedule as a resumable stage.
-
-    ``start_from`` is the checkpoint of a shared earlier stage (e.g. the budget-free first
-    ``unupdate_rate`` of training, identical for every μ); it is copied to this stage's
-    checkpoint so :func:`dynn.train.fit` resumes from there (weights, optimizer, lr
-    schedule and step count), which is exactly what an uninterrupted run would have done.
-    """
-    from dynn.runs import atomic_torch_save
-    from dynn.train import checkpoint_path, fit
-
-    steps_per_epoch = math.ceil(len(train_data) / batch_size)
-    total_steps = total_epochs * steps_per_epoch
-    opt = make_optimizer(model, lr, weight_decay, optimizer=optimizer)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, poly_lr_lambda(total_steps, warmup_iters))
-    ckpt = checkpoint_path(run_dir, stage)
-    if start_from is not None and not ckpt.exists() and Path(start_from).exists():
-        state = torch.load(start_from, map_location="cpu", weights_only=False)
-        # The shared epochs become this stage's first epochs (so metrics.csv lists them once).
-        state["history"] = [{**row, "stage": stage, "shared_from": str(start_from)} for row in state.get("history", [])]
-        atomic_torch_save(state, ckpt)
-    step = RoutingStep(total_steps, budget_mu, budget_lambda, unupdate_rate)
-    return fit(model, step, train_data, epochs=epochs, optimizer=opt, scheduler=scheduler,
-               scheduler_per_step=True, batch_size=batch_size, run_dir=run_dir, stage=stage,
-               grad_clip=grad_clip, device=device, seed=seed, params=params, progress=progress)
-
-
-# ------------------------------------------------------------------ evaluation
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """``num_classes × num_classes`` counts (rows: ground truth), ignoring ``ignore_index``."""
-    valid = target != ignore_index
-    t, p = target[valid].long(), pred[valid].long()
-    return torch.bincount(t * num_classes + p, minlength=num_classes ** 2).view(num_classes, num_classes)
-
-
-def iou_from_confusion(conf: torch.Tensor) -> tuple[np.ndarray, float]:
-    """Per-class IoU (%; NaN for a class absent from both prediction and truth) and the mean."""
-    conf = conf.double()
-    tp = conf.diag()
-    denom = conf.sum(0) + conf.sum(1) - tp
-    iou = torch.where(denom > 0, tp / denom.clamp(min=1), torch.full_like(tp, float("nan")))
-    iou = 100 * iou.cpu().numpy()
-    return iou, float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
-
-
-@torch.no_grad()
-def evaluate(model: DynamicRoutingNet, data, *, batch_size: int = 32, device="cpu", skip: bool = True,
-             route=None, route_mode: str = "mask") -> dict:
-    """mIoU (%), per-class IoU, pixel accuracy, per-image expected/real MACs and gates.
-
-    ``skip=True`` uses the really-skipping inference; the costs are per image (at the
-    image's size). ``gates`` is a list (per node) of ``N×P`` arrays. ``route`` /
-    ``route_mode`` force a route (see :class:`DynamicRoutingNet`).
-    """
-    model.eval()
-    num_classes = model.num_classes
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-    expected, real, gates = [], [], None
-    for x, y in make_loader(data, batch_size):
-        x, y = x.to(device), y.to(device)
-        out = (model.forward_skip(x, route=route, route_mode=route_mode) if skip
-               else model(x, route=route, route_mode=route_mode))
-        conf += confusion_matrix(out["logits"].argmax(1), y, num_classes)
-        expected.append(out["expected_cost"].cpu())
-        real.append(out["real_cost"].cpu())
-        g = [a.cpu() for a in out["gates"]]
-        gates = [[a] for a in g] if gates is None else [acc + [a] for acc, a in zip(gates, g)]
-    iou, miou = iou_from_confusion(conf)
-    conf_f = conf.double()
-    gates = [torch.cat(a).numpy() for a in gates]
-    open_cells = np.stack([(g > THRESHOLD).any(1) for g in gates], 1)  # N × nodes
-    return {
-        "miou": miou, "iou": iou, "pixel_accuracy": float(100 * conf_f.diag().sum() / conf_f.sum().clamp(min=1)),
-        "expected_cost": torch.cat(expected).numpy(), "real_cost": torch.cat(real).numpy(),
-        "gates": gates, "open_cells": open_cells, "closed_fraction": float(1 - open_cells.mean()),
-    }
-
-
-def route_signatures(gates: Sequence[np.ndarray]) -> np.ndarray:
-    """Binary route of every image (``N × total paths``): which paths were open."""
-    return np.concatenate([g > THRESHOLD for g in gates], 1)
-
-
-def route_diversity(gates: Sequence[np.ndarray]) -> dict:
-    """How different the images' routes are: distinct routes and mean pairwise Hamming distance."""
-    sig = route_signatures(gates).astype(np.uint8)
-    n = len(sig)
-    distinct = len({row.tobytes() for row in sig})
-    if n > 1:
-        sub = sig[: min(n, 500)].astype(np.float32)
-        d = (sub[:, None, :] != sub[None, :, :]).mean(-1)
-        mean_hamming = float(d.sum() / (len(sub) * (len(sub) - 1)))
-    else:
-        mean_hamming = 0.0
-    return {"distinct_routes": distinct, "images": n, "mean_hamming": mean_hamming,
-            "paths": int(sig.shape[1])}
-
-
-# ------------------------------------------------------------------ route diagrams
-def plot_route(nodes: Sequence[Node], gate_values: Sequence[np.ndarray], ax=None, title: str | None = None,
-               cmap: str = "viridis"):
-    """Layers × scales grid: node colour = max gate of the cell, edge colour/width = path gate.
-
-    ``gate_values`` holds one ``P`` vector per node (one image, or a mean over images).
-    Closed cells are drawn as hollow grey circles.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import LineCollection
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 2.6))
-    cm = plt.get_cmap(cmap)
-    pos = {n.index: (n.layer, -n.scale) for n in nodes}
-    last = max(n.layer for n in nodes)
-    segs, colors, widths = [], [], []
-    for n, g in zip(nodes, gate_values):
-        for p, a in zip(n.paths, np.asarray(g, float)):
-            x0, y0 = pos[n.index]
-            x1, y1 = (x0 + 1, y0 - PATH_SHIFT[p]) if n.layer < last else (x0 + 0.6, y0)
-            segs.append([(x0, y0), (x1, y1)])
-            colors.append(cm(float(a)) if a > THRESHOLD else (0.85, 0.85, 0.85, 0.6))
-            widths.append(0.5 + 3.0 * float(a))
-    ax.add_collection(LineCollection(segs, colors=colors, linewidths=widths, zorder=1))
-    for n, g in zip(nodes, gate_values):
-        m = float(np.max(g))
-        x, y = pos[n.index]
-        if m > THRESHOLD:
-            ax.scatter([x], [y], s=70, color=cm(m), edgecolor="k", linewidth=0.6, zorder=2)
-        else:
-            ax.scatter([x], [y], s=70, facecolor="white", edgecolor="0.6", linewidth=0.8, zorder=2)
-    ax.set_xticks(range(0, last + 1))
-    ax.set_xticklabels(["init"] + [str(i) for i in range(1, last + 1)], fontsize=7)
-    ax.set_yticks([0, -1, -2, -3])
-    ax.set_yticklabels(["1/4", "1/8", "1/16", "1/32"], fontsize=7)
-    ax.set_xlim(-0.5, last + 1)
-    ax.set_ylim(-3.5, 0.5)
-    ax.set_xlabel("layer", fontsize=8)
-    ax.grid(False)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax
-
-
-def scale_activation(nodes: Sequence[Node], gates: Sequence[np.ndarray]) -> np.ndarray:
-    """Per image and scale, the mean over routing layers of the cells' max gate (``N × 4``)."""
-    n_img = len(gates[0])
-    out = np.full((n_img, 4), np.nan)
-    for s in range(4):
-        cols = [np.max(g, 1) for n, g in zip(nodes, gates) if n.scale == s and n.layer > 0]
-        if cols:
-            out[:, s] = np.mean(cols, 0)
-    return out
+    return DynamicRoutingNet(
+        num_classes,
+        layers=layers,
+        init_channels=init_channels,
+        in_channels=in_channels,
+        using_gate=gated,
+        gate_bias=gate_bias,
+        small_gate=small_gate,
+        drop_path_prob=drop_path_prob,
+    )

@@ -1,0 +1,41 @@
+"""Dynamic Routing for semantic segmentation (Li et al., CVPR 2020).
+
+Paper: https://arxiv.org/abs/2003.10401 — official code: github.com/yanwei-li/DynamicRouting
+(``dl_lib/modeling/dynamic_arch``). Every image chooses its own path through a lattice of
+*cells*: ``L`` layers × up to four scales (1/4 … 1/32 of the input, ``2^s·C`` channels).
+Each cell transforms the sum of what reaches it (``H = SepConv3×3(Y) + Y``) and a small
+*soft conditional gate* decides, per image, how much of the result goes to the same scale
+(keep), the finer scale (up) and the coarser scale (down). A cell whose gates are all
+(near) zero is *closed*: its input passes straight through on the keep path and nothing
+else is computed. A budget loss pulls the *expected* cost (gate-weighted) toward a
+fraction ``mu`` of the full network.
+
+Where things live:
+
+- :mod:`~dynn.dynamic_routing.parameters`: the notebook's parameter rules (light);
+- :mod:`~dynn.dynamic_routing.model`: routing space, cells, gates, transitions, decoder,
+  :class:`DynamicRoutingNet` (dense training pass and per-sample really-skipping inference,
+  costs measured with ``dynn.flops``), forced routes;
+- :mod:`~dynn.dynamic_routing.train`: budget loss, step function, the stages ``warm_up``,
+  ``train_dynamic`` (μ or Dynamic-Raw) and ``train_fixed`` (Network-Fix);
+- :mod:`~dynn.dynamic_routing.evaluate`: mIoU, real and expected cost, route diversity,
+  latency, forced routes, the result points;
+- :mod:`~dynn.dynamic_routing.plots`: route diagrams, overlays, figures and the explorer.
+
+Importing this package loads none of them (nor torch): ``dynn.dynamic_routing.train`` and
+friends load on first use.
+"""
+
+import importlib
+
+_SUBMODULES = frozenset({"parameters", "model", "train", "evaluate", "plots"})
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"dynn.dynamic_routing.{name}")
+    raise AttributeError(f"module 'dynn.dynamic_routing' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES)
