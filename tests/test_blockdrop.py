@@ -70,11 +70,11 @@ def test_a_copied_network_runs_its_own_blocks():
     """The residual view is rebuilt on a copy's modules (a torchvision head is a closure)."""
     import copy
 
-    model = _model(50, policy_depth=10, downsample=2)
+    model = _model(18, policy_depth=8)
     twin = copy.deepcopy(model)
     for p in twin.main.parameters():
         p.data.mul_(0.5)
-    x, u = torch.randn(2, 3, 64, 64), torch.ones(2, model.num_blocks)
+    x, u = torch.randn(2, 3, 32, 32), torch.ones(2, model.num_blocks)
     with torch.no_grad():
         assert torch.allclose(twin.main.forward_skip(x, u), twin.main(x), atol=1e-5, rtol=1e-4)
         assert not torch.allclose(twin.main.forward_skip(x, u), model.main.forward_skip(x, u), atol=1e-3)
@@ -396,3 +396,32 @@ def test_figures_draw_for_an_evaluation():
                 bd.plots.plot_extreme_images(ev, data, n=4, class_names=data.classes)):
         assert fig.axes
         plt.close(fig)
+
+
+def test_result_points_have_a_role_and_the_latency_batch_that_ran():
+    model = _model(8)
+    data = torch.utils.data.TensorDataset(torch.randn(12, 3, 32, 32), torch.randint(0, 10, (12,)))
+    costs = bd.evaluate.block_costs(model, (3, 32, 32))
+    ev = bd.evaluate.evaluate_policy(model, data)
+    summary = ev.summary(costs)
+    latency = bd.evaluate.latency_table(model, torch.randn(1, 3, 32, 32), batch=torch.randn(3, 3, 32, 32),
+                                        costs=costs, min_run_time=0.01, rounds=1)
+    points = bd.evaluate.result_points(
+        full_accuracy=50.0, summary=summary, curriculum_summary=summary,
+        sweep=bd.evaluate.threshold_sweep(model, data, ev, costs, [0.3, 0.7]),
+        static=bd.evaluate.static_drop_baselines(model, data, ev, costs), latency=latency, costs=costs,
+        depth=8, gamma=5.0, seed=3)
+    checked = dynn.runs.check_points(points, "classification")  # every field the report reads
+    roles = {(p["series"], p["role"], p["selection"]) for p in checked}
+    assert ("BlockDrop", "method", "fixed") in roles and ("full network", "reference", "fixed") in roles
+    assert ("BlockDrop threshold sweep", "method", "sweep") in roles
+    assert ("same blocks for everyone", "baseline", "sweep") in roles
+    assert {p["series"] for p in checked if p["role"] == "ablation"} == {
+        "BlockDrop (curriculum only)", bd.evaluate.MAIN_ONLY_SERIES}
+    blockdrop = next(p for p in checked if p["series"] == "BlockDrop")
+    assert blockdrop["latency_batch"] == 1 and blockdrop["batched_latency_batch"] == 3
+    assert blockdrop["macs"] - blockdrop["main_macs"] == pytest.approx(costs.policy)
+    assert all(p["seed"] == 3 for p in checked)
+    metrics = bd.evaluate.run_metrics(full_accuracy=50.0, finetuned_full_accuracy=50.0, summary=summary,
+                                      curriculum_summary=summary, costs=costs, latency=latency)
+    assert metrics["latency_batch"] == 3 and not any("b64" in k for k in metrics)

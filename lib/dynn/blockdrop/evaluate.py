@@ -193,7 +193,7 @@ def latency_table(model: BlockDrop, images: torch.Tensor, *, batch: torch.Tensor
       round's median (on a shared machine the least disturbed one).
 
     The full network's rows (ratio 1) give the reference latency. Every row carries ``key``
-    (full / blockdrop / main / masked), ``batch`` (what really ran), ``latency_ratio`` (to
+    (full / blockdrop / main / masked), ``batched`` (which of the two calls), ``batch`` (what really ran), ``latency_ratio`` (to
     the full network of the same call), ``macs_ratio`` and ``latency_over_macs_ratio`` (1:
     time falls exactly as MACs do).
     """
@@ -231,16 +231,118 @@ def latency_table(model: BlockDrop, images: torch.Tensor, *, batch: torch.Tensor
     by_name = {r["name"]: r for r in rows_bn}
     full_bn = by_name["full"]["best_ms"]
 
-    def row(path: str, ms: float, full_ms: float, macs: float, measured: dict) -> dict:
-        return {"key": path, "path": LATENCY_PATHS[path], "batch": measured["batch"], "latency_ms": ms,
-                "full_latency_ms": full_ms, "latency_ratio": ms / full_ms, "macs_ratio": macs / costs.full,
+    def row(path: str, batched: bool, ms: float, full_ms: float, macs: float, measured: dict) -> dict:
+        return {"key": path, "batched": batched, "path": LATENCY_PATHS[path], "batch": measured["batch"],
+                "latency_ms": ms, "full_latency_ms": full_ms, "latency_ratio": ms / full_ms, "macs_ratio": macs / costs.full,
                 "latency_over_macs_ratio": (ms / full_ms) / (macs / costs.full),
                 "rounds": measured["rounds"], "threads": measured["threads"], "device": measured["device"]}
 
     table = []
     for path in ("full", "blockdrop", "main"):
         ms, measured = b1(path)
-        table.append(row(path, ms, full_b1, macs_b1[path], measured))
+        table.append(row(path, False, ms, full_b1, macs_b1[path], measured))
     for path in ("full", "blockdrop", "main", "masked"):
-        table.append(row(path, by_name[path]["best_ms"], full_bn, macs_bn[path], by_name[path]))
+        table.append(row(path, True, by_name[path]["best_ms"], full_bn, macs_bn[path], by_name[path]))
     return pd.DataFrame(table)
+
+
+# ---------------------------------------------------------------- tables and result points
+MAIN_ONLY_SERIES = "BlockDrop, policy MACs not counted"
+
+
+def full_network_summary(accuracy: float, costs: BlockCosts, num_blocks: int) -> dict:
+    """The full main network in the keys of :meth:`PolicyEval.summary` (every block, no policy)."""
+    return {"accuracy": float(accuracy), "blocks_mean": float(num_blocks), "blocks_std": 0.0,
+            "macs_mean": float(costs.full), "macs_std": 0.0, "main_macs_mean": float(costs.full),
+            "main_macs_std": 0.0, "distinct_policies": 1}
+
+
+def summary_table(summaries: dict[str, dict], costs: BlockCosts, num_blocks: int) -> pd.DataFrame:
+    """The paper's report per model: accuracy, blocks used (mean ± std of K), MACs per image with
+    and without the policy network, MACs ratio to the full network, distinct policies."""
+    return pd.DataFrame([{
+        "model": name, "accuracy (%)": s["accuracy"],
+        "blocks used": f"{s['blocks_mean']:.2f} ± {s['blocks_std']:.2f} of {num_blocks}",
+        "MACs/image (with policy)": f"{s['macs_mean'] / 1e6:.2f} ± {s['macs_std'] / 1e6:.2f} M",
+        "MACs/image (main only)": f"{s['main_macs_mean'] / 1e6:.2f} M",
+        "MACs ratio": s["macs_mean"] / costs.full, "distinct policies": s["distinct_policies"],
+    } for name, s in summaries.items()])
+
+
+def latency_row(latency: pd.DataFrame, key: str, batched: bool) -> pd.Series | None:
+    """One row of :func:`latency_table` (``None`` if that path was not measured)."""
+    rows = latency[(latency["key"] == key) & (latency["batched"] == batched)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _latency(latency: pd.DataFrame, key: str, batched: bool) -> dict:
+    row = latency_row(latency, key, batched)
+    if row is None:
+        return {}
+    prefix = "batched_" if batched else ""
+    return {f"{prefix}latency_ms": float(row["latency_ms"]), f"{prefix}latency_batch": int(row["batch"])}
+
+
+def result_points(*, full_accuracy: float, summary: dict, curriculum_summary: dict, sweep: pd.DataFrame,
+                  static: pd.DataFrame, latency: pd.DataFrame, costs: BlockCosts, depth: int, gamma: float,
+                  seed: int) -> list[dict]:
+    """The accuracy–MACs points of ``results.json``, each with its role in the comparison.
+
+    - method: BlockDrop's greedy policy (threshold 0.5, ``selection="fixed"``) and the same
+      policy network cut at every threshold of the sweep (``"sweep"``);
+    - reference: the full (pretrained) main network;
+    - baseline: "the same blocks for everyone", every count of kept blocks (``"sweep"``);
+    - ablation: the curriculum alone (no joint finetuning) and BlockDrop with the policy
+      network's MACs left out (what the main network alone spends).
+
+    Latency (when measured for that path) is recorded with the batch that really ran:
+    ``latency_ms``/``latency_batch`` at batch 1, ``batched_latency_ms``/``batched_latency_batch``.
+    """
+    def point(label, series, role, selection, accuracy, macs, **extra):
+        return {"label": label, "series": series, "role": role, "selection": selection,
+                "accuracy": float(accuracy), "macs": float(macs), "seed": seed, **extra}
+
+    points = [
+        point(f"ResNet-{depth} (full)", "full network", "reference", "fixed", full_accuracy, costs.full,
+              blocks=float(len(costs.blocks)), **_latency(latency, "full", False), **_latency(latency, "full", True)),
+        point(f"BlockDrop γ={gamma:g}", "BlockDrop", "method", "fixed", summary["accuracy"], summary["macs_mean"],
+              macs_std=summary["macs_std"], main_macs=summary["main_macs_mean"], policy_macs=costs.policy,
+              blocks=summary["blocks_mean"], blocks_std=summary["blocks_std"],
+              distinct_policies=summary["distinct_policies"],
+              **_latency(latency, "blockdrop", False), **_latency(latency, "blockdrop", True)),
+        point("curriculum only", "BlockDrop (curriculum only)", "ablation", "fixed", curriculum_summary["accuracy"],
+              curriculum_summary["macs_mean"], blocks=curriculum_summary["blocks_mean"]),
+        point("main only", MAIN_ONLY_SERIES, "ablation", "fixed", summary["accuracy"], summary["main_macs_mean"],
+              blocks=summary["blocks_mean"], **_latency(latency, "main", False), **_latency(latency, "main", True)),
+    ]
+    points += [point(f"t={r.threshold:g}", "BlockDrop threshold sweep", "method", "sweep", r.accuracy, r.macs_mean,
+                     blocks=r.blocks_mean, threshold=float(r.threshold)) for r in sweep.itertuples()]
+    points += [point(f"static {r.kept_blocks}/{len(costs.blocks)}", "same blocks for everyone", "baseline", "sweep",
+                     r.accuracy, r.macs_mean, blocks=r.blocks_mean, policy=r.policy) for r in static.itertuples()]
+    return points
+
+
+def run_metrics(*, full_accuracy: float, finetuned_full_accuracy: float, summary: dict, curriculum_summary: dict,
+                costs: BlockCosts, latency: pd.DataFrame) -> dict:
+    """The run's headline numbers for ``results.json`` (latency ratios within one measurement call,
+    with the batch that ran)."""
+    def lat(key: str, batched: bool, column: str) -> float:
+        return float(latency_row(latency, key, batched)[column])
+
+    return {
+        "full_accuracy": full_accuracy, "accuracy": summary["accuracy"],
+        "finetuned_full_accuracy": finetuned_full_accuracy, "curriculum_accuracy": curriculum_summary["accuracy"],
+        "blocks_mean": summary["blocks_mean"], "blocks_std": summary["blocks_std"], "num_blocks": len(costs.blocks),
+        "curriculum_blocks_mean": curriculum_summary["blocks_mean"],
+        "macs_full": costs.full, "macs_mean": summary["macs_mean"], "macs_std": summary["macs_std"],
+        "main_macs_mean": summary["main_macs_mean"], "policy_macs": costs.policy,
+        "macs_ratio": summary["macs_mean"] / costs.full, "main_macs_ratio": summary["main_macs_mean"] / costs.full,
+        "distinct_policies": summary["distinct_policies"],
+        "latency_ratio_b1": lat("blockdrop", False, "latency_ratio"),
+        "macs_ratio_b1": lat("blockdrop", False, "macs_ratio"),
+        "latency_over_macs_ratio_b1": lat("blockdrop", False, "latency_over_macs_ratio"),
+        "main_latency_ratio_b1": lat("main", False, "latency_ratio"),
+        "latency_batch": int(latency_row(latency, "full", True)["batch"]),
+        "latency_ratio_batched": lat("blockdrop", True, "latency_ratio"),
+        "masked_latency_ratio_batched": lat("masked", True, "latency_ratio"),
+    }

@@ -3,6 +3,7 @@
 - :func:`plot_policy_heatmap`: keep-probabilities and greedy decisions, images × blocks;
 - :func:`plot_blocks_per_class`: how many blocks each class's images run;
 - :func:`plot_extreme_images`: the images that run the fewest and the most blocks;
+- :func:`plot_accuracy_vs_macs`: the run's result points, by series;
 - :func:`plot_image_policy` / :func:`explorer`: one test image, its keep-probabilities and the
   blocks it runs; the explorer puts a slider on it (ipywidgets, JupyterLab).
 
@@ -102,6 +103,24 @@ def plot_extreme_images(ev: PolicyEval, data, *, n: int = 8, class_names: Sequen
             ax.axis("off")
         axes[r][0].text(-0.3, 0.5, f"{name}\nblocks", transform=axes[r][0].transAxes, ha="right", va="center")
     fig.suptitle("Images using the fewest / most blocks (label→prediction, red = wrong)")
+    return fig
+
+
+def plot_accuracy_vs_macs(points: list[dict], *, full_macs: float, title: str):
+    """Every result point by series (BlockDrop with and without the policy network's MACs, the
+    sweep, the static baseline, the full network); right: the same, zoomed on the
+    high-accuracy end and labelled. Both panels draw the same series, so colours match."""
+    import pandas as pd
+
+    curve = pd.DataFrame(points)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    dynn.plots.plot_accuracy_vs_cost(curve, hue="series", ax=axes[0], title=title)
+    dynn.plots.plot_accuracy_vs_cost(curve, hue="series", ax=axes[1], annotate="label",
+                                     title="zoom on the high-accuracy end")
+    not_static = curve[curve["role"] != "baseline"]["accuracy"]
+    axes[1].set_ylim(not_static.min() - 3, curve["accuracy"].max() + 0.5)
+    for ax in axes:
+        ax.axvline(full_macs, color="gray", lw=0.8, ls=":")
     return fig
 
 

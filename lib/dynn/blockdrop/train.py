@@ -34,8 +34,7 @@ from dynn.blockdrop.model import BlockDrop, BlockDropResNet, PolicyNetwork, Roll
 from dynn.data import get_dataset
 from dynn.runs import atomic_torch_save
 from dynn.train import (
-    check_checkpoint_origin, checkpoint_path, classification_step, fit, is_main_process, load_checkpoint,
-    read_checkpoint, seed_everything, unwrap,
+    checkpoint_path, classification_step, fit, is_main_process, load_checkpoint, seed_everything, unwrap,
 )
 
 
@@ -143,15 +142,15 @@ def _stage_params(arguments: dict) -> dict:
     return {k: v for k, v in arguments.items() if k not in ("run_dir", "device", "progress")}
 
 
-def _store_untrained(model: nn.Module, run_dir: str, stage: str, params: dict, say: Callable) -> None:
-    """Write (or check and reload) a stage checkpoint for weights that were not trained here."""
+def _train(model: nn.Module, step_fn: Callable, train_data, *, epochs: int, run_dir: str, stage: str,
+           params: dict, progress: bool, **fit_kwargs) -> None:
+    """:func:`dynn.train.fit`, and for 0 epochs (weights loaded, or a stage skipped) a checkpoint
+    of the weights as they are, so that the next stage always has ``<run_dir>/<stage>.ckpt`` to
+    chain on and a second call reuses it like any finished stage."""
+    fit(model, step_fn, train_data, epochs=epochs, run_dir=run_dir, stage=stage, params=params,
+        progress=progress, **fit_kwargs)
     ckpt = checkpoint_path(run_dir, stage)
-    if ckpt.exists():
-        saved = read_checkpoint(ckpt)
-        check_checkpoint_origin(ckpt, saved, params)
-        load_checkpoint(ckpt, model, state=saved)
-        say(f"stage {stage}: finished earlier, reusing {ckpt}")
-    elif is_main_process():
+    if epochs == 0 and not ckpt.exists() and is_main_process():
         atomic_torch_save({"model": model.state_dict(), "optimizer": None, "scheduler": None, "state": {},
                            "code_version": CODE_VERSION, "epoch": 0, "history": [], "params": params}, ckpt)
 
@@ -176,22 +175,19 @@ def pretrain(*, run_dir: str, device: str, dataset: str, data_root: str = "",
     Either way ``<run_dir>/pretrain.ckpt`` holds the result, so later stages chain on it.
     """
     params = _stage_params(locals())
-    say = print if progress and is_main_process() else (lambda *a, **k: None)
+    say = print if progress and is_main_process() else (lambda *a, **k: None)  # noqa: E731
     train_data = _split("train", dataset=dataset, data_root=data_root,
                         resolution=resolution, limit=train_limit)
     seed_everything(seed)
     main = make_main_network(depth, train_data.num_classes)
-    if pretrained or epochs == 0:
-        if pretrained:
-            main.backbone.load_state_dict(load_state_dict_file(pretrained))
-            say(f"stage pretrain: main network loaded from {pretrained}, not trained here")
-        _store_untrained(main.backbone, run_dir, "pretrain", params, say)
-    else:
-        optimizer = torch.optim.SGD(main.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        fit(main.backbone, classification_step, train_data, epochs=epochs, optimizer=optimizer,
-            scheduler=scheduler, batch_size=batch_size, run_dir=run_dir, stage="pretrain", device=device,
-            seed=seed, params=params, progress=progress)
+    optimizer = torch.optim.SGD(main.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    if pretrained:
+        main.backbone.load_state_dict(load_state_dict_file(pretrained))
+        say(f"stage pretrain: main network loaded from {pretrained}, not trained here")
+    _train(main.backbone, classification_step, train_data, epochs=0 if pretrained else epochs,
+           optimizer=optimizer, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)),
+           batch_size=batch_size, run_dir=run_dir, stage="pretrain", device=device, seed=seed, params=params,
+           progress=progress)
     return main.to(device).eval()
 
 
@@ -228,10 +224,10 @@ def curriculum(*, run_dir: str, device: str, main_checkpoint: str, dataset: str,
     optimizer = torch.optim.Adam(model.policy.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_step, 0.1) if lr_step else None
     schedule = Curriculum(blocks_per_epoch)
-    fit(model, policy_step_fn(gamma=gamma, alpha=alpha, beta=beta, joint=False), train_data, epochs=epochs,
-        optimizer=optimizer, scheduler=scheduler, batch_size=batch_size, run_dir=run_dir, stage="curriculum",
-        train_mode=schedule, eval_fn=validation_fn(val_data, device=device), device=device, seed=seed,
-        params=params, progress=progress, state={"curriculum": schedule})
+    _train(model, policy_step_fn(gamma=gamma, alpha=alpha, beta=beta, joint=False), train_data, epochs=epochs,
+           optimizer=optimizer, scheduler=scheduler, batch_size=batch_size, run_dir=run_dir, stage="curriculum",
+           train_mode=schedule, eval_fn=validation_fn(val_data, device=device), device=device, seed=seed,
+           params=params, progress=progress, state={"curriculum": schedule})
     freeze(model.main, False)
     return model.to(device).eval()
 
@@ -261,10 +257,10 @@ def finetune(*, run_dir: str, device: str, curriculum_checkpoint: str, dataset: 
     optimizer = torch.optim.Adam([{"params": model.main.parameters(), "lr": lr},
                                   {"params": model.policy.parameters(), "lr": lr_policy}])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_step, 0.1) if lr_step else None
-    fit(model, policy_step_fn(gamma=gamma, alpha=alpha, beta=0.0, joint=True), train_data, epochs=epochs,
-        optimizer=optimizer, scheduler=scheduler, batch_size=batch_size, run_dir=run_dir, stage="finetune",
-        train_mode=joint_train_mode, eval_fn=validation_fn(val_data, device=device), device=device, seed=seed,
-        params=params, progress=progress)
+    _train(model, policy_step_fn(gamma=gamma, alpha=alpha, beta=0.0, joint=True), train_data, epochs=epochs,
+           optimizer=optimizer, scheduler=scheduler, batch_size=batch_size, run_dir=run_dir, stage="finetune",
+           train_mode=joint_train_mode, eval_fn=validation_fn(val_data, device=device), device=device, seed=seed,
+           params=params, progress=progress)
     return model.to(device).eval()
 
 
