@@ -2,43 +2,33 @@
 
 One network, trained with a randomly chosen downsampling *instance* (point, ratio) per
 forward pass, can afterwards run any of its 2N+3 instances: a whole accuracy–cost curve
-from one set of weights. The pieces:
+from one set of weights. Where things live:
 
-- :mod:`dynn.sdpoint.model`: points on CIFAR ResNets, ResNets, ResNeXts and PreResNets
-  (:class:`SDPointNet`, the sampling rule and its official variant, MACs per instance);
-- :mod:`dynn.sdpoint.evaluate`: BN recalibration per instance and the instance table;
-- :mod:`dynn.sdpoint.agent`: the follow-up fork's learned per-layer downsampling (REINFORCE);
-- :mod:`dynn.sdpoint.plots`: the notebook's figures.
+- :mod:`dynn.sdpoint.parameters`: the notebook's parameter rules and the constants (light);
+- :mod:`dynn.sdpoint.model`: :class:`SDPointNet`, points on CIFAR ResNets, ResNets,
+  ResNeXts and PreResNets read through :func:`dynn.models.residual_view`, the sampling
+  rule and its official variant, MACs per configuration;
+- :mod:`dynn.sdpoint.train`: the stages (:func:`~dynn.sdpoint.train.train`,
+  ``train_baseline``, ``train_agent``) as functions of plain keyword arguments;
+- :mod:`dynn.sdpoint.evaluate`: BN recalibration per instance, the instance table,
+  latency;
+- :mod:`dynn.sdpoint.agent`: the follow-up fork's learned per-layer downsampling;
+- :mod:`dynn.sdpoint.plots`: the notebook's figures and the interactive explorer.
 
-Training needs no special step function: in training mode :class:`SDPointNet` samples its
-own instance in ``forward``, so :func:`dynn.train.classification_step` is the SDPoint step.
+Submodules load on first use (``dynn.sdpoint.model`` ...), so importing this package (and
+its parameter rules) does not import torch.
 """
-from __future__ import annotations
 
-import torch
+import importlib
 
-from dynn.sdpoint.agent import AGENTS, REWARDS, DownsamplingEnv, SearchResult, search  # noqa: F401
-from dynn.sdpoint.evaluate import (  # noqa: F401
-    BN_MODES, accuracy, bn_state, cached_table, calibration_batches, config_accuracy, config_latency,
-    eval_data, evaluate_instances, example_batch, input_shape_of, recalibrate_bn, restore_bn_state,
-    stack_dataset,
-)
-from dynn.sdpoint.model import (  # noqa: F401
-    ARCH_DEPTHS, SAMPLING, SDPointNet, backbone_name, backbone_parts, create,
-)
-from dynn.sdpoint import plots  # noqa: F401
-
-OFFICIAL_EPOCHS = 115
-OFFICIAL_MILESTONES = (40, 75, 105)  # lr ÷10 at these of 115 ImageNet epochs
+_SUBMODULES = frozenset({"agent", "evaluate", "model", "parameters", "plots", "train"})
 
 
-def official_milestones(epochs: int) -> list[int]:
-    """The official ImageNet step schedule (÷10 at 40/75/105 of 115 epochs) scaled to ``epochs``."""
-    return sorted({max(1, round(m * epochs / OFFICIAL_EPOCHS)) for m in OFFICIAL_MILESTONES})
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"dynn.sdpoint.{name}")
+    raise AttributeError(f"module 'dynn.sdpoint' has no attribute {name!r}")
 
 
-def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, epochs: int):
-    """SGD (momentum 0.9) with the official step schedule, as in the official ``main.py``."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, official_milestones(epochs), gamma=0.1)
-    return optimizer, scheduler
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES)

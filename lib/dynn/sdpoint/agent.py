@@ -18,22 +18,24 @@ Rewards are computed on the validation split (never the test split) after BN
 recalibration for the configuration, and cached per configuration: a converged policy
 repeats configurations and costs nothing more.
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm.std import tqdm
 
-from dynn.sdpoint.evaluate import config_accuracy, input_shape_of
+from dynn.sdpoint.evaluate import configuration_accuracy, input_shape_of
 from dynn.sdpoint.model import Config, SDPointNet
-
-REWARDS = ("linear", "amc")
-AGENTS = ("none", "reinforce", "dqn", "random")
+from dynn.sdpoint.parameters import AGENTS, REWARDS  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -48,17 +50,25 @@ class Evaluation:
 class DownsamplingEnv:
     """The network seen as a sequence of points to decide on (one episode = one walk)."""
 
-    def __init__(self, model: SDPointNet, val_x, val_y: torch.Tensor | None, *,
-                 calibration: Sequence[torch.Tensor] | None, bn_mode: str = "average",
-                 reward: str = "linear", cost_weight: float = 1.0,
-                 actions: Sequence[float] | None = None):
+    def __init__(
+        self,
+        model: SDPointNet,
+        val_data: Dataset,
+        *,
+        calibration: Sequence[torch.Tensor] | None,
+        bn_mode: str = "average",
+        reward: str = "linear",
+        cost_weight: float = 1.0,
+        actions: Sequence[float] | None = None,
+        device="cpu",
+    ):
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-        self.model, self.val_x, self.val_y = model, val_x, val_y
+        self.model, self.val_data, self.device = model, val_data, device
         self.calibration, self.bn_mode = calibration, bn_mode
         self.reward_kind, self.cost_weight = reward, cost_weight
         self.actions = tuple(actions) if actions else (1.0, *model.ratios)
-        self.input_shape = input_shape_of(val_x)
+        self.input_shape = input_shape_of(val_data)
         shapes = [s for _, s in model.trace_shapes(model.full_config(), self.input_shape)]
         self.channels = [s[0] for s in shapes]
         self.sizes = [(s[1], s[2]) for s in shapes]  # H, W after each point at full cost
@@ -81,8 +91,17 @@ class DownsamplingEnv:
         h0, w0 = self.input_shape[1], self.input_shape[2]
         h, w = self.sizes[t]
         following = [c / cmax if i > t else 0.0 for i, c in enumerate(self.channels)]
-        return torch.tensor([t / self.num_points, self.channels[t] / cmax, h * scale / h0, w * scale / w0,
-                             (self.num_points - t - 1) / self.num_points, *following], dtype=torch.float32)
+        return torch.tensor(
+            [
+                t / self.num_points,
+                self.channels[t] / cmax,
+                h * scale / h0,
+                w * scale / w0,
+                (self.num_points - t - 1) / self.num_points,
+                *following,
+            ],
+            dtype=torch.float32,
+        )
 
     def reward(self, accuracy: float, macs: int) -> float:
         if self.reward_kind == "linear":
@@ -92,8 +111,14 @@ class DownsamplingEnv:
     def evaluate(self, config: Sequence[float]) -> Evaluation:
         config = tuple(float(r) for r in config)
         if config not in self.cache:
-            acc = config_accuracy(self.model, config, self.val_x, self.val_y,
-                                  calibration=self.calibration, bn_mode=self.bn_mode)["top1"]
+            acc = configuration_accuracy(
+                self.model,
+                config,
+                {"val": self.val_data},
+                calibration=self.calibration,
+                bn_mode=self.bn_mode,
+                device=self.device,
+            )["val"]["top1"]
             macs = self.model.macs(config, self.input_shape)
             self.cache[config] = Evaluation(config, acc, macs, macs / self.full_macs, self.reward(acc, macs))
         return self.cache[config]
@@ -104,8 +129,13 @@ class PolicyNet(nn.Module):
 
     def __init__(self, state_dim: int, num_actions: int, hidden: int = 64, keep_prob: float = 0.75):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(state_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
-                                 nn.Tanh(), nn.Linear(hidden, num_actions))
+        self.net = nn.Sequential(
+            nn.Linear(state_dim, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, num_actions),
+        )
         # Start from a state-independent policy that keeps each point (action 0, ratio 1) with
         # probability ``keep_prob``: a uniform start would downsample ~2/3 of the points and
         # spend its first episodes on configurations far too cheap to be useful.
@@ -120,17 +150,39 @@ class PolicyNet(nn.Module):
 
 @dataclass
 class SearchResult:
-    history: list[dict] = field(default_factory=list)  # one row per episode
-    greedy: Evaluation | None = None  # the final policy's most likely configuration
+    """What a search leaves: one row per episode, every configuration it evaluated, and
+    the final policy's most likely configuration (all on validation data)."""
+
+    history: list[dict] = field(default_factory=list)  # episode, reward, val_top1, macs, config
+    explored: list[Evaluation] = field(default_factory=list)  # distinct configurations, first seen first
+    greedy: Evaluation | None = None
 
     def best(self) -> Evaluation:
         """Highest-reward configuration seen (on validation data)."""
         row = max(self.history, key=lambda r: r["reward"])
-        return row["evaluation"]
+        return next(e for e in self.explored if e.config == tuple(row["config"]))
+
+    def state_dict(self) -> dict:
+        """Plain values only (saved in the agent stage's checkpoint)."""
+        return {
+            "history": self.history,
+            "explored": [asdict(e) for e in self.explored],
+            "greedy": asdict(self.greedy) if self.greedy else None,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "SearchResult":
+        def evaluation(d: dict) -> Evaluation:
+            return Evaluation(**dict(d, config=tuple(d["config"])))
+
+        return cls(
+            state["history"],
+            [evaluation(d) for d in state["explored"]],
+            evaluation(state["greedy"]) if state["greedy"] else None,
+        )
 
 
-def _rollout(env: DownsamplingEnv, policy: PolicyNet | None, generator: torch.Generator,
-             greedy: bool = False):
+def _rollout(env: DownsamplingEnv, policy: PolicyNet | None, generator: torch.Generator, greedy: bool = False):
     scale, config, log_probs, entropies = 1.0, [], [], []
     for t in range(env.num_points):
         if policy is None:
@@ -152,15 +204,46 @@ def _rollout(env: DownsamplingEnv, policy: PolicyNet | None, generator: torch.Ge
 
 def _record(result: SearchResult, env: DownsamplingEnv, config: Config) -> Evaluation:
     ev = env.evaluate(config)
-    result.history.append({"episode": len(result.history) + 1, "reward": ev.reward, "val_top1": ev.accuracy,
-                           "macs": ev.macs, "macs_fraction": ev.macs_fraction,
-                           "config": list(config), "evaluation": ev})
+    _record_explored(result, ev)
+    result.history.append(
+        {
+            "episode": len(result.history) + 1,
+            "reward": ev.reward,
+            "val_top1": ev.accuracy,
+            "macs": ev.macs,
+            "macs_fraction": ev.macs_fraction,
+            "config": list(config),
+        }
+    )
     return ev
 
 
-def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64, batch_episodes: int = 4,
-           lr: float = 0.01, entropy_weight: float = 0.01, baseline_momentum: float = 0.8,
-           seed: int = 0, progress: bool = True) -> SearchResult:
+def _progress(episodes: int, desc: str, enabled: bool) -> tqdm:
+    """Plain-text progress (shows in papermill logs and saved notebooks alike)."""
+    return tqdm(
+        range(episodes),
+        desc=desc,
+        file=sys.stdout,
+        mininterval=10,
+        ascii=True,
+        ncols=100,
+        disable=not enabled,
+        leave=False,
+    )
+
+
+def search(
+    env: DownsamplingEnv,
+    *,
+    agent: str = "reinforce",
+    episodes: int = 64,
+    batch_episodes: int = 4,
+    lr: float = 0.01,
+    entropy_weight: float = 0.01,
+    baseline_momentum: float = 0.8,
+    seed: int = 0,
+    progress: bool = True,
+) -> SearchResult:
     """Run ``episodes`` walks of the network; REINFORCE updates every ``batch_episodes``.
 
     Each update maximises ``Σ_episodes (R - b) · Σ_t log π(a_t|s_t)`` (+ entropy bonus), with
@@ -168,8 +251,6 @@ def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64
     deviation of all rewards seen so far (rewards differ by a few percent only; a running
     scale that does not shrink when the policy converges keeps the steps bounded).
     """
-    from tqdm.auto import tqdm
-
     if agent == "dqn":
         return dqn_search(env, episodes=episodes, seed=seed, progress=progress)
     if agent not in ("reinforce", "random"):
@@ -180,7 +261,7 @@ def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr) if policy is not None else None
     baseline: float | None = None
     result, pending = SearchResult(), []
-    for episode in tqdm(range(episodes), desc=f"agent ({agent})", disable=not progress):
+    for episode in _progress(episodes, f"agent ({agent})", progress):
         config, log_probs, entropies = _rollout(env, policy, generator)
         ev = _record(result, env, config)
         if policy is None:
@@ -204,12 +285,23 @@ def search(env: DownsamplingEnv, *, agent: str = "reinforce", episodes: int = 64
         with torch.no_grad():
             config, _, _ = _rollout(env, policy, generator, greedy=True)
         result.greedy = env.evaluate(config)
+        _record_explored(result, result.greedy)
     return result
 
 
-def dqn_search(env: DownsamplingEnv, *, episodes: int = 64, lr: float = 1e-3, batch_size: int = 32,
-               updates_per_episode: int = 8, eps_start: float = 1.0, eps_end: float = 0.05,
-               eps_fraction: float = 0.6, seed: int = 0, progress: bool = True) -> SearchResult:
+def dqn_search(
+    env: DownsamplingEnv,
+    *,
+    episodes: int = 64,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    updates_per_episode: int = 8,
+    eps_start: float = 1.0,
+    eps_end: float = 0.05,
+    eps_fraction: float = 0.6,
+    seed: int = 0,
+    progress: bool = True,
+) -> SearchResult:
     """The fork's DQN, reduced to what its setting needs: ε-greedy walks, a replay buffer.
 
     The fork stored every step of an episode with the episode's final reward and trained a
@@ -218,8 +310,6 @@ def dqn_search(env: DownsamplingEnv, *, episodes: int = 64, lr: float = 1e-3, ba
     targets, no target network needed). ε decays linearly from ``eps_start`` to ``eps_end``
     over the first ``eps_fraction`` of the episodes, as in the fork's ``LinearSchedule``.
     """
-    from tqdm.auto import tqdm
-
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     qnet = PolicyNet(env.state_dim, len(env.actions), keep_prob=0.5)  # same MLP, outputs Q-values
@@ -247,7 +337,7 @@ def dqn_search(env: DownsamplingEnv, *, episodes: int = 64, lr: float = 1e-3, ba
         return tuple(config), ss, aa
 
     decay = max(1, int(eps_fraction * episodes))
-    for episode in tqdm(range(episodes), desc="agent (dqn)", disable=not progress):
+    for episode in _progress(episodes, "agent (dqn)", progress):
         eps = eps_end + (eps_start - eps_end) * max(0.0, 1 - episode / decay)
         config, ss, aa = walk(eps)
         ev = _record(result, env, config)
@@ -263,4 +353,10 @@ def dqn_search(env: DownsamplingEnv, *, episodes: int = 64, lr: float = 1e-3, ba
             loss.backward()
             optimizer.step()
     result.greedy = env.evaluate(walk(0.0)[0])
+    _record_explored(result, result.greedy)
     return result
+
+
+def _record_explored(result: SearchResult, ev: Evaluation) -> None:
+    if all(e.config != ev.config for e in result.explored):
+        result.explored.append(ev)

@@ -1,91 +1,67 @@
-"""Cost-adjustable inference: BN recalibration and the per-instance accuracy/cost table.
+"""Cost-adjustable inference: BN recalibration, the per-instance accuracy/cost table, latency.
 
 Each SDPoint instance sees feature maps of different sizes (and, after pooling, different
 statistics) than the mixture the network was trained on, so before evaluating an instance
 the paper recomputes the BatchNorm statistics for it on training data (train mode, no
-gradients). The official code does this with a plain ``model.train()`` pass over the
-training loader: the running statistics are *not* reset between instances and are a
-momentum-0.1 moving average. We default to the faithful-to-the-paper version (reset,
-then a true cumulative average over ``bn_batches`` batches: ``momentum=None``) and keep the
-official behaviour as ``mode="official"``.
+gradients). We do it as a true average over ``bn_batches`` fixed training batches with
+the foundation's :func:`dynn.evaluate.recalibrate_bn`. The official code instead runs a
+plain ``model.train()`` pass: the running statistics are *not* reset between instances and
+are a momentum-0.1 moving average, so each instance's numbers depend on the instances
+evaluated before it. That behaviour is one of the official bugs the spec asks to
+reproduce under ``legacy_official``, which is the only reason
+:func:`recalibrate_bn_official` exists here.
+
+Accuracy goes through :func:`dynn.evaluate.evaluate_classifier` with ``forward`` = the
+instance (:meth:`SDPointNet.run`), latency through :func:`dynn.flops.compare_latency`
+(all instances timed interleaved in one call, the batch that really ran recorded).
 """
+
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Iterable, Sequence
+from functools import partial
+from typing import Sequence
 
 import pandas as pd
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset, TensorDataset
 
-from dynn.data import make_loader
-from dynn.flops import measure_latency
-from dynn.runs import atomic_write_text
-from dynn.sdpoint.model import Config, SDPointNet
-
-BN_MODES = ("average", "official")
+from dynn.evaluate import calibration_batches, evaluate_classifier, recalibrate_bn
+from dynn.flops import compare_latency, format_macs
+from dynn.sdpoint.model import Config, SDPointNet, with_points
+from dynn.sdpoint.parameters import BN_MODES
 
 
-def stack_dataset(data: Dataset, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A (small) dataset as two tensors, so that the 2N+3 evaluations do not re-decode images."""
-    n = len(data) if not limit else min(limit, len(data))
-    xs, ys = zip(*(data[i] for i in range(n)))
-    return torch.stack(xs), torch.as_tensor(ys)
-
-
-def eval_data(data: Dataset, limit: int = 0, *, max_bytes: int = 2**30):
-    """``(images, labels)`` tensors when the (first ``limit``) images fit in ``max_bytes``,
-    else ``(dataset, None)``, which the evaluation functions read batch by batch (ImageNet)."""
-    n = len(data) if not limit else min(limit, len(data))
+# ---------------------------------------------------------------- data
+def in_memory(data: Dataset, *, max_bytes: int = 2**30) -> Dataset:
+    """The split as one :class:`TensorDataset` when it fits in ``max_bytes`` (so that the
+    2N+3 evaluations do not decode every image again), else the split itself (ImageNet)."""
+    if isinstance(data, TensorDataset) or len(data) == 0:
+        return data
     image = data[0][0]
-    if n * image.numel() * image.element_size() <= max_bytes:
-        return stack_dataset(data, n)
-    return (data if n == len(data) else Subset(data, range(n))), None
+    if len(data) * image.numel() * image.element_size() > max_bytes:
+        return data
+    xs, ys = zip(*(data[i] for i in range(len(data))))
+    return TensorDataset(torch.stack(xs), torch.as_tensor(ys))
 
 
-def example_batch(x, n: int) -> torch.Tensor:
-    """The first ``n`` images of tensors or a dataset (for latency measurements)."""
-    if isinstance(x, torch.Tensor):
-        return x[:n]
-    return torch.stack([x[i][0] for i in range(min(n, len(x)))])
+def example_batch(data: Dataset, n: int) -> torch.Tensor:
+    """The first ``n`` images of a split (for latency measurements and the explorer)."""
+    return torch.stack([data[i][0] for i in range(min(n, len(data)))])
 
 
-def input_shape_of(x) -> tuple[int, ...]:
-    return tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else tuple(x[0][0].shape)
+def input_shape_of(data: Dataset) -> tuple[int, ...]:
+    return tuple(data[0][0].shape)
 
 
-def _batches(x, y, batch_size: int):
-    if isinstance(x, torch.Tensor):
-        for i in range(0, len(x), batch_size):
-            yield x[i:i + batch_size], y[i:i + batch_size]
-    else:
-        yield from make_loader(x, batch_size, num_workers=min(8, os.cpu_count() or 1) if len(x) > 5000 else 0)
-
-
-def calibration_batches(data: Dataset, *, batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
-    """``batches`` fixed training batches (with the training augmentation) for BN statistics.
-
-    The same images recalibrate every instance, so differences between instances are not
-    differences between calibration samples.
-    """
-    out = []
-    for x, _ in make_loader(data, batch_size, shuffle=True, seed=seed):
-        out.append(x)
-        if len(out) == batches:
-            break
-    return out
-
-
-def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
+# ---------------------------------------------------------------- BN statistics
 def bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every BN buffer (running mean/var, batch counter) to restore later."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()
-            if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
 
 
 def restore_bn_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -93,121 +69,459 @@ def restore_bn_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: SDPointNet, config: Sequence[float], batches: Iterable[torch.Tensor], *,
-                   mode: str = "average") -> None:
-    """Recompute BN statistics of ``model`` under ``config`` from ``batches`` (no gradients).
-
-    ``average``: reset, then the exact mean of the per-batch statistics (``momentum=None``);
-    ``official``: keep the current statistics and update them with momentum 0.1, as the
-    official evaluation loop does (so the result depends on the instances before it).
-    """
-    if mode not in BN_MODES:
-        raise ValueError(f"BN recalibration mode must be one of {BN_MODES}, got {mode!r}")
-    device = next(model.parameters()).device
-    bns = _batchnorms(model)
+def recalibrate_bn_official(model: SDPointNet, config: Sequence[float], batches, *, device="cpu") -> SDPointNet:
+    """The official evaluation loop's statistics: no reset, momentum 0.1 (legacy only)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
-        if mode == "average":
-            bn.reset_running_stats()
-            bn.momentum = None
-        else:
-            bn.momentum = 0.1
-    was_training = model.training
+        bn.momentum = 0.1
     model.train()
     try:
-        with model.fixed(config):
-            for x in batches:
-                model(x.to(device))
+        for x in batches:
+            model.run(x.to(device), config)
     finally:
         for bn, m in zip(bns, momenta):
             bn.momentum = m
-        model.train(was_training)
+    return model.eval()
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, x, y: torch.Tensor | None = None, *, batch_size: int = 250) -> dict:
-    """Top-1 and top-5 accuracy (%) of ``model`` in eval mode on tensors ``x``, ``y`` (or on
-    a dataset ``x`` with ``y=None``, see :func:`eval_data`)."""
-    device = next(model.parameters()).device
-    model.eval()
-    c1 = c5 = n = 0
-    for xb, yb in _batches(x, y, batch_size):
-        logits = model(xb.to(device))
-        target = yb.to(device)
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        c1 += int((top[:, 0] == target).sum())
-        c5 += int((top == target[:, None]).any(1).sum())
-        n += len(target)
-    return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}
+def recalibrate(
+    model: SDPointNet, config: Sequence[float], batches, *, mode: str = "average", device="cpu"
+) -> SDPointNet:
+    """BN statistics of ``config`` from ``batches``: a true average, or the official way."""
+    if mode not in BN_MODES:
+        raise ValueError(f"BN recalibration mode must be one of {BN_MODES}, got {mode!r}")
+    if mode == "official":
+        return recalibrate_bn_official(model, config, batches, device=device)
+    return recalibrate_bn(model, batches, device=device, forward=partial(model.run, config=tuple(config)))
 
 
-def config_accuracy(model: SDPointNet, config: Config, x, y: torch.Tensor | None, *,
-                    calibration: Sequence[torch.Tensor] | None = None, bn_mode: str = "average",
-                    restore: bool = True) -> dict:
-    """Accuracy of one configuration, after BN recalibration when ``calibration`` is given.
+# ---------------------------------------------------------------- accuracy
+def configuration_accuracy(
+    model: SDPointNet,
+    config: Sequence[float],
+    splits: dict[str, Dataset],
+    *,
+    calibration: Sequence[torch.Tensor] | None = None,
+    bn_mode: str = "average",
+    restore: bool = True,
+    batch_size: int = 256,
+    device="cpu",
+) -> dict[str, dict]:
+    """Accuracy of one configuration on each split, after BN recalibration when
+    ``calibration`` is given (the same statistics for every split).
 
     With ``restore`` the trained BN statistics are put back afterwards, so calls do not
     influence each other (the official chain of instances uses ``restore=False``).
     """
+    config = model.check_config(config)
     saved = bn_state(model) if (calibration is not None and restore) else None
     try:
         if calibration is not None:
-            recalibrate_bn(model, config, calibration, mode=bn_mode)
-        with model.fixed(config):
-            return accuracy(model, x, y)
+            recalibrate(model, config, calibration, mode=bn_mode, device=device)
+        forward = partial(model.run, config=config)
+        return {
+            name: evaluate_classifier(model, data, batch_size=batch_size, device=device, forward=forward)
+            for name, data in splits.items()
+        }
     finally:
         if saved is not None:
             restore_bn_state(model, saved)
 
 
-def evaluate_instances(model: SDPointNet, x, y: torch.Tensor | None, *,
-                       calibration: Sequence[torch.Tensor] | None = None,
-                       bn_mode: str = "average") -> list[dict]:
+def evaluate_instances(
+    model: SDPointNet,
+    splits: dict[str, Dataset],
+    *,
+    calibration: Sequence[torch.Tensor] | None = None,
+    bn_mode: str = "average",
+    batch_size: int = 256,
+    device="cpu",
+) -> list[dict]:
     """Accuracy and MACs of every instance (official order), with or without recalibration.
 
-    In ``official`` mode the statistics carry over from one instance to the next, in the
-    official order, exactly as the official ``--evaluate`` loop leaves them; the trained
-    statistics are restored at the end either way.
+    Columns: point, ratio, macs, macs_fraction and ``<split>_top1`` / ``<split>_top5`` per
+    split. In ``official`` mode the statistics carry over from one instance to the next,
+    in the official order, exactly as the official ``--evaluate`` loop leaves them; the
+    trained statistics are restored at the end either way.
     """
     saved = bn_state(model)
-    input_shape = input_shape_of(x)
+    input_shape = input_shape_of(next(iter(splits.values())))
     full = model.macs(model.full_config(), input_shape)
     rows = []
     try:
         for point, ratio in model.instances():
             config = model.instance_config(point, ratio)
-            acc = config_accuracy(model, config, x, y, calibration=calibration, bn_mode=bn_mode,
-                                  restore=bn_mode != "official")
+            acc = configuration_accuracy(
+                model,
+                config,
+                splits,
+                calibration=calibration,
+                bn_mode=bn_mode,
+                restore=bn_mode != "official",
+                batch_size=batch_size,
+                device=device,
+            )
             macs = model.macs(config, input_shape)
-            rows.append({
-                "point": "none" if point is None else str(point),
-                "ratio": 1.0 if ratio is None else ratio,
-                "macs": macs, "macs_fraction": macs / full,
-                "top1": acc["top1"], "top5": acc["top5"],
-            })
+            name, value = "none" if point is None else str(point), 1.0 if ratio is None else ratio
+            row = {
+                "point": name,
+                "ratio": value,
+                "label": instance_label(name, value),
+                "macs": macs,
+                "macs_fraction": macs / full,
+            }
+            for name, result in acc.items():
+                row.update({f"{name}_top1": result["top1"], f"{name}_top5": result["top5"]})
+            rows.append(row)
     finally:
         restore_bn_state(model, saved)
     return rows
 
 
-def config_latency(model: SDPointNet, config: Sequence[float], x: torch.Tensor, *,
-                   min_run_time: float = 0.3) -> float:
-    """Median latency (ms) of one forward pass of ``x`` under ``config`` (eval mode)."""
-    model.eval()
-    with model.fixed(config):
-        return measure_latency(model, x, min_run_time=min_run_time).median_ms
+def instance_table(
+    *,
+    run_dir: str,
+    device: str,
+    checkpoint: str,
+    ratios: list,
+    legacy_official: bool,
+    dataset: str,
+    data_root: str,
+    resolution: int,
+    train_limit: int,
+    val_limit: int,
+    test_limit: int,
+    bn_batches: int,
+    bn_batch_size: int,
+    seed: int,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Every instance of a trained network, with and without BN recalibration, on the
+    validation and test splits (``recalibrated`` column); stored as ``instances.csv``.
 
-
-def cached_table(path: str | Path, compute) -> pd.DataFrame:
-    """``compute()`` (a list of dicts) as a DataFrame, stored at ``path`` (CSV) and reused.
-
-    The instance table is the expensive part of a run after training (2N+3 instances × 2
-    models × with/without recalibration); a sweep over the agent's parameters keys it by
-    the parameters it depends on (through :func:`dynn.runs.stage_dir`) and computes it once.
+    A keyed stage like training (``run.stage(instance_table, checkpoint=..., ...)``), so a
+    sweep over the agent's parameters computes the table of a shared network once. The
+    network is evaluated at the points given by ``ratios`` / ``legacy_official``, which is
+    how the plainly trained baseline is scored at the SDPoint model's instances.
     """
-    path = Path(path)
+    from pathlib import Path
+
+    from dynn.runs import atomic_write_text
+    from dynn.sdpoint.train import load_data, load_model
+
+    path = Path(run_dir) / "instances.csv"
     if path.exists():
+        print(f"instance table: reusing {path}")
         return pd.read_csv(path, dtype={"point": str})
-    table = pd.DataFrame(compute())
+    device = torch.device(device)
+    model = with_points(load_model(checkpoint), ratios=ratios, legacy_official=legacy_official).to(device)
+    data = dict(dataset=dataset, data_root=data_root, resolution=resolution)
+    splits = {
+        "val": in_memory(load_data(split="val", limit=val_limit, **data)),
+        "test": in_memory(load_data(split="test", limit=test_limit, **data)),
+    }
+    calibration = calibration_batches(
+        load_data(split="train", limit=train_limit, **data), batches=bn_batches, batch_size=bn_batch_size, seed=seed
+    )
+    bn_mode = "official" if legacy_official else "average"
+    rows = [
+        dict(row, recalibrated=recal)
+        for recal in (False, True)
+        for row in evaluate_instances(
+            model,
+            splits,
+            calibration=calibration if recal else None,
+            bn_mode=bn_mode,
+            batch_size=batch_size,
+            device=device,
+        )
+    ]
+    table = pd.DataFrame(rows)
     atomic_write_text(path, table.to_csv(index=False))
     return table
+
+
+def instance_label(point: str, ratio: float) -> str:
+    """``full network``, ``stem r=0.5``, ``block 3 r=0.75``: one name per instance."""
+    return "full network" if point == "none" else f"{'block ' if point != 'stem' else ''}{point} r={ratio:g}"
+
+
+def instance_configs(model: SDPointNet) -> dict[str, Config]:
+    """Every instance's configuration by its label, in the official order."""
+    return {
+        instance_label("none" if p is None else str(p), 1.0 if r is None else r): model.instance_config(p, r)
+        for p, r in model.instances()
+    }
+
+
+def summary_table(instances: pd.DataFrame) -> pd.DataFrame:
+    """One row per instance: the SDPoint model recalibrated, beside its no-recalibration
+    accuracy and the baseline's (test top-1), with MACs and latency."""
+
+    def top1(model: str, recalibrated: bool) -> pd.Series:
+        rows = instances[(instances.model == model) & (instances.recalibrated == recalibrated)]
+        return rows.set_index("label")["test_top1"]
+
+    table = instances[(instances.model == "SDPoint") & instances.recalibrated].drop(columns=["model", "recalibrated"])
+    table = table.set_index("label", drop=False)
+    table["test_top1_no_recal"] = top1("SDPoint", False)
+    table["baseline_test_top1"] = top1("baseline", True)
+    table["baseline_test_top1_no_recal"] = top1("baseline", False)
+    table["MACs"] = [format_macs(m) for m in table["macs"]]
+    return table.reset_index(drop=True)
+
+
+def summary_metrics(table: pd.DataFrame) -> dict:
+    """Headline numbers: full cost and the cheapest instance, with and without
+    recalibration, against the baseline; latency ratios at both batch sizes."""
+    full = table[table.point == "none"].iloc[0]
+    cheapest = table.loc[table["macs"].idxmin()]
+    return {
+        "full_cost_top1_sdpoint": full["test_top1"],
+        "full_cost_top1_baseline": full["baseline_test_top1"],
+        "full_cost_top1_sdpoint_no_recal": full["test_top1_no_recal"],
+        "full_cost_top1_baseline_no_recal": full["baseline_test_top1_no_recal"],
+        "cheapest_instance": cheapest["label"],
+        "cheapest_macs_fraction": cheapest["macs_fraction"],
+        "cheapest_top1_recal": cheapest["test_top1"],
+        "cheapest_top1_no_recal": cheapest["test_top1_no_recal"],
+        "cheapest_baseline_top1_recal": cheapest["baseline_test_top1"],
+        "cheapest_latency_ratio_b1": cheapest["latency_ms"] / full["latency_ms"],
+        "cheapest_latency_ratio_batched": cheapest["latency_batched_ms"] / full["latency_batched_ms"],
+        "latency_batch": int(full["latency_batch"]),
+        "full_macs": int(full["macs"]),
+    }
+
+
+def validation_choice(table: pd.DataFrame) -> pd.DataFrame:
+    """The instances worth deploying, chosen on validation data only: the validation
+    accuracy–MACs Pareto front (no other instance is both cheaper and more accurate on
+    validation). Their test accuracy is what gets reported."""
+    from dynn.plots import pareto_front
+
+    return table.iloc[pareto_front(table["macs"].to_numpy(), table["val_top1"].to_numpy())]
+
+
+# ---------------------------------------------------------------- the agent's configurations on test
+def agent_table(
+    model: SDPointNet,
+    search,
+    test_data: Dataset,
+    *,
+    calibration: Sequence[torch.Tensor],
+    bn_mode: str = "average",
+    top: int = 4,
+    device="cpu",
+) -> pd.DataFrame:
+    """Test accuracy of the agent's candidate configurations, all chosen on validation: the
+    ``top`` highest-reward ones of the validation Pareto front, the best seen and the
+    final policy's greedy one."""
+    from dynn.plots import pareto_front
+
+    explored = pd.DataFrame([vars(e) for e in search.explored])
+    front = explored.iloc[pareto_front(explored["macs"], explored["accuracy"])]
+    best = search.best()
+    candidates = {tuple(c) for c in front.sort_values("reward", ascending=False)["config"][:top]}
+    candidates |= {best.config} | ({search.greedy.config} if search.greedy else set())
+    evaluated = {e.config: e for e in search.explored}
+    rows = []
+    for config in sorted(candidates):
+        ev = evaluated[config]
+        acc = configuration_accuracy(
+            model, config, {"test": test_data}, calibration=calibration, bn_mode=bn_mode, device=device
+        )["test"]
+        rows.append(
+            {
+                "config": config,
+                "val_top1": ev.accuracy,
+                "reward": ev.reward,
+                "test_top1": acc["top1"],
+                "test_top5": acc["top5"],
+                "macs": ev.macs,
+                "macs_fraction": ev.macs_fraction,
+                "best": config == best.config,
+                "greedy": search.greedy is not None and config == search.greedy.config,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- latency
+def latency_table(
+    model: SDPointNet,
+    configs: dict[str, Config],
+    images: torch.Tensor,
+    *,
+    batch: int,
+    seconds: float = 0.25,
+    rounds: int = 4,
+) -> pd.DataFrame:
+    """Latency of each named configuration at batch 1 and at ``batch`` (eval mode), all
+    timed interleaved in one :func:`dynn.flops.compare_latency` call, so that ratios between
+    rows are fair on a loaded machine; ``seconds`` of timing per row, split over ``rounds``.
+    ``latency_batch`` is the batch that really ran (fewer images than ``batch`` may exist).
+    """
+    model.eval()
+    one, many = images[:1], images[:batch]
+    calls = {}
+    for name, config in configs.items():
+        forward = partial(model.run, config=model.check_config(config))
+        calls[(name, "one")] = (forward, (one,))
+        calls[(name, "batch")] = (forward, (many,))
+    rows = compare_latency(calls, rounds=rounds, min_run_time=seconds / rounds)
+    by_key = {row["name"]: row for row in rows}
+    out = []
+    for name in configs:
+        b1, bn = by_key[(name, "one")], by_key[(name, "batch")]
+        out.append(
+            {
+                "name": name,
+                "latency_ms": b1["median_ms"],
+                "latency_batched_ms": bn["median_ms"],
+                "latency_batch": bn["batch"],
+                "latency_spread_ms": b1["spread_ms"],
+                "threads": b1["threads"],
+                "latency_device": b1["device"],
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def with_agent_latency(
+    agent_points: pd.DataFrame, model: SDPointNet, images: torch.Tensor, *, batch: int, seconds: float = 0.25
+) -> pd.DataFrame:
+    """The agent's configurations timed in one call beside the full network (its rows get
+    ``latency_ratio_b1`` / ``latency_ratio_batched``: latency relative to the full network)."""
+    configs = {
+        "full network": model.full_config(),
+        **{f"agent {i}": tuple(c) for i, c in enumerate(agent_points["config"])},
+    }
+    latency = latency_table(model, configs, images, batch=batch, seconds=seconds).set_index("name")
+    full = latency.loc["full network"]
+    timed = latency.drop(index="full network").reset_index(drop=True)
+    out = pd.concat(
+        [agent_points.reset_index(drop=True), timed[["latency_ms", "latency_batched_ms", "latency_batch"]]], axis=1
+    )
+    out["latency_ratio_b1"] = out["latency_ms"] / full["latency_ms"]
+    out["latency_ratio_batched"] = out["latency_batched_ms"] / full["latency_batched_ms"]
+    return out
+
+
+def agent_metrics(agent_points: pd.DataFrame, table: pd.DataFrame, search) -> dict:
+    """The agent's best (on validation) configuration against the single-point instance
+    closest to it in MACs (test top-1 of both)."""
+    best = agent_points[agent_points.best].iloc[0]
+    singles = table[table.point != "none"]
+    rival = singles.loc[(singles["macs"] - best["macs"]).abs().idxmin()]
+    return {
+        "agent_best_top1": best["test_top1"],
+        "agent_best_val_top1": best["val_top1"],
+        "agent_best_macs_fraction": best["macs_fraction"],
+        "agent_best_config": list(best["config"]),
+        "agent_best_latency_ratio_batched": best["latency_ratio_batched"],
+        "agent_distinct_configs": len(search.explored),
+        "single_point_rival": rival["label"],
+        "single_point_rival_top1": rival["test_top1"],
+        "single_point_rival_macs_fraction": rival["macs_fraction"],
+    }
+
+
+# ---------------------------------------------------------------- results.json
+def _point(row, **fields) -> dict:
+    out = {
+        "accuracy": float(row["test_top1"]),
+        "top5": float(row["test_top5"]),
+        "macs": int(row["macs"]),
+        "val_accuracy": float(row["val_top1"]),
+        "macs_fraction": float(row["macs_fraction"]),
+    }
+    for key in ("latency_ms", "latency_batched_ms"):
+        if key in row:
+            out[key] = float(row[key])
+    if "latency_ms" in row:
+        out["latency_batch"] = 1
+        out["latency_batched_batch"] = int(row["latency_batch"])
+    return {**out, **fields}
+
+
+def result_points(instances: pd.DataFrame, agent_points: pd.DataFrame, *, agent: str) -> list[dict]:
+    """Every point of ``results.json`` with its role, series and selection:
+
+    - SDPoint instances, BN recalibrated: ``method`` / ``sweep`` (every instance shown), and
+      again those on the validation front as ``method`` / ``validation`` (the deployed ones);
+    - the SDPoint network without downsampling: ``reference`` / ``fixed``;
+    - the plainly trained baseline at every instance (recalibrated): ``baseline``;
+    - both models without recalibration: ``ablation`` / ``sweep``;
+    - the agent's configurations: ``method`` / ``validation``.
+    """
+    points = []
+    sdpoint = instances[(instances.model == "SDPoint") & instances.recalibrated]
+    for _, r in sdpoint.iterrows():
+        where = dict(point=r["point"], ratio=float(r["ratio"]))
+        if r["point"] == "none":
+            points.append(
+                _point(
+                    r,
+                    label="SDPoint full network",
+                    role="reference",
+                    series="SDPoint full network",
+                    selection="fixed",
+                    **where,
+                )
+            )
+        else:
+            points.append(_point(r, label=r["label"], role="method", series="SDPoint", selection="sweep", **where))
+    for _, r in validation_choice(sdpoint).iterrows():
+        points.append(
+            _point(
+                r,
+                label=f"{r['label']} (chosen on validation)",
+                role="method",
+                series="SDPoint (chosen on validation)",
+                selection="validation",
+                point=r["point"],
+                ratio=float(r["ratio"]),
+            )
+        )
+    baseline = instances[(instances.model == "baseline") & instances.recalibrated]
+    for _, r in baseline.iterrows():
+        points.append(
+            _point(
+                r,
+                label=f"baseline {r['label']}",
+                role="baseline",
+                series="baseline (BN recalibrated)",
+                selection="fixed" if r["point"] == "none" else "sweep",
+                point=r["point"],
+                ratio=float(r["ratio"]),
+            )
+        )
+    for name in ("SDPoint", "baseline"):
+        rows = instances[(instances.model == name) & ~instances.recalibrated]
+        for _, r in rows.iterrows():
+            points.append(
+                _point(
+                    r,
+                    label=f"{name} {r['label']}, no recalibration",
+                    role="ablation",
+                    series=f"{name} (no recalibration)",
+                    selection="sweep",
+                    point=r["point"],
+                    ratio=float(r["ratio"]),
+                )
+            )
+    for _, r in agent_points.iterrows():
+        points.append(
+            _point(
+                r,
+                label="agent " + " ".join(f"{x:g}" for x in r["config"]),
+                role="method",
+                series=f"agent ({agent})",
+                selection="validation",
+                config=list(r["config"]),
+                best=bool(r["best"]),
+                greedy=bool(r["greedy"]),
+            )
+        )
+    return points
