@@ -30,6 +30,9 @@ WRITE_RESULTS = (
     "base = {'label': 'b', 'accuracy': 80.0, 'macs': 4e7, 'role': 'baseline', 'series': 'static', 'selection': 'fixed'}\n"
     "claim = dynn.claims.claim('c1', 'a beats b', paper='Fig. 1', value=accuracy + seed - 80, ci=None, holds=True,\n"
     "                          rule='difference above 0', threshold=0.0)\n"
+    "import torch\nfrom pathlib import Path\n"
+    "run = dynn.runs.Run('good', {}, Path(run_dir), Path(figures_dir), 'cpu')\n"
+    "point['deployed'] = run.save_deployed('a', torch.nn.Linear(4, 2), torch.randn(3, 4))\n"
     "dynn.runs.write_results(run_dir, method='good', dataset='digits', metrics={}, params={'seed': seed},\n"
     "                        points=[point, base], claims=[claim])\n")
 
@@ -102,3 +105,6 @@ def test_runner_writes_a_manifest_isolates_failures_and_never_reads_stale_runs(w
     claims_md = (tmp_path / "fig" / "claims.md").read_text()
     assert "a beats b" in claims_md and "✓" in claims_md
     assert (tmp_path / "fig" / "classification_accuracy_vs_cost.png").stat().st_size > 1000
+    latency = results.retime_deployed(entries, batch=4, rounds=2, min_run_time=0.01)
+    assert set(latency["batch"]) == {1, 4} and len(latency) == 2 * 4  # every deployed point of the 4 runs
+    assert (latency["median_ms"] > 0).all()

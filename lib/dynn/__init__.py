@@ -17,7 +17,7 @@ __version__ = "0.2.0"
 CODE_VERSION = __version__
 
 _SUBMODULES = frozenset({
-    "adaskip", "blockdrop", "claims", "data", "evaluate", "flops", "models", "params",
+    "adaskip", "blockdrop", "claims", "data", "evaluate", "flops", "lazy", "models", "params",
     "plots", "published", "report", "resnet_baseline", "results", "dynamic_routing", "runs", "sdpoint",
     "slimmable",
     "train",

@@ -152,6 +152,12 @@ class Device:
         return None
 
 
+def run_rules() -> dict[str, Any]:
+    """The rules of the parameters every notebook shares (where it runs and writes)."""
+    return {"device": Device(), "seed": Number(min=0, integer=True), "nprocs": Number(min=1, integer=True),
+            "run_dir": Text(), "figures_dir": Text()}
+
+
 def dataset_names(task: str | None = None) -> list[str]:
     """The dataset names a notebook of ``task`` accepts (light: no data is loaded)."""
     from dynn.data.catalog import dataset_names as names
@@ -212,8 +218,8 @@ def from_namespace(namespace: dict, spec: dict[str, Any]) -> dict:
 
     params = {}
     for name, value in namespace.items():
-        if name.startswith("_") or name in _IPYTHON_NAMES:
-            continue
+        if name.startswith("_") or name in _IPYTHON_NAMES or name.isupper():
+            continue  # private, IPython's own, or a CONSTANT such as an imported SPEC
         if isinstance(value, types.ModuleType) or callable(value):
             continue
         params[name] = value

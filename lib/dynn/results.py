@@ -38,7 +38,7 @@ def finished_runs(runs_dir: str | Path) -> list[dict]:
     for entry in read_manifest(runs_dir)["runs"]:
         path = root / entry["run_dir"] / "results.json"
         if entry["status"] in FINISHED and path.exists():
-            entries.append({**entry, "results": json.loads(path.read_text())})
+            entries.append({**entry, "root": str(root), "results": json.loads(path.read_text())})
     return entries
 
 
@@ -134,3 +134,50 @@ def claims_table(entries: list[dict]) -> pd.DataFrame:
         first["seeds"] = len(g)
         out.append(first)
     return pd.DataFrame(out)
+
+
+def retime_deployed(entries: list[dict], *, batch: int = 64, images: int = 8, rounds: int = 4,
+                    min_run_time: float = 0.2) -> pd.DataFrame:
+    """Time every deployed point of every run again, here, in one process, interleaved.
+
+    Each notebook times its own points, but notebooks run at different moments on a shared
+    machine, so their milliseconds do not compare. The report loads what each point
+    deploys (:meth:`dynn.runs.Run.save_deployed`) and times all of them round-robin: at
+    batch 1 (``images`` real test images one after another, per image) and at ``batch``
+    (per image). Returns one row per point and batch size with median and spread (ms).
+    """
+    import torch
+
+    from dynn.flops import compare_latency
+
+    loaded = {}
+    for e in entries:
+        root = Path(e.get("root", "."))
+        for p in e["results"].get("points", []):
+            if p.get("deployed"):
+                saved = torch.load(root / e["run_dir"] / p["deployed"], map_location="cpu", weights_only=False)
+                loaded[(e["notebook"], e["run_dir"], p["label"])] = (saved["module"].eval(), saved["inputs"])
+    if not loaded:
+        return pd.DataFrame(columns=["notebook", "run", "label", "batch", "median_ms", "spread_ms"])
+
+    def one_by_one(module, xs):
+        for x in xs:
+            module(x[None])
+
+    rows = []
+    for size in (1, batch):
+        calls = {}
+        for key, (module, inputs) in loaded.items():
+            if size == 1:
+                calls[key] = (one_by_one, (module, inputs[:images]))
+            else:
+                reps = -(-size // len(inputs))
+                calls[key] = (module, (inputs.repeat(reps, *[1] * (inputs.dim() - 1))[:size],))
+        per_image = images if size == 1 else size
+        timed = compare_latency({str(k): v for k, v in calls.items()}, rounds=rounds, min_run_time=min_run_time)
+        for key, row in zip(calls, timed):
+            n = min(per_image, len(loaded[key][1])) if size == 1 else per_image
+            rows.append({"notebook": key[0], "run": key[1], "label": key[2], "batch": size,
+                         "median_ms": row["median_ms"] / n, "spread_ms": row["spread_ms"] / n,
+                         "threads": row["threads"]})
+    return pd.DataFrame(rows)

@@ -245,6 +245,21 @@ class Run:
         return str(self.stages[stage] / f"{stage}.ckpt")
 
     # -- outputs
+    def save_deployed(self, label: str, module: Any, inputs: Any) -> str:
+        """Keep what a point deploys so the report can time every method in one process.
+
+        ``module`` is an ``nn.Module`` whose ``forward(images)`` is the real inference path
+        (policy included, skips really skipped); ``inputs`` a batch of real test images (its
+        content decides a dynamic network's path). Saved under ``<run.dir>/deployed/``;
+        returns the file name to put in the point's ``deployed`` field.
+        """
+        import re
+
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") + ".pt"
+        atomic_torch_save({"label": label, "module": module, "inputs": inputs.detach().cpu()},
+                          self.dir / "deployed" / name)
+        return f"deployed/{name}"
+
     def save_figure(self, fig, name: str) -> Path:
         from dynn.plots import save_figure
 

@@ -269,7 +269,8 @@ def fit(
     (e.g. BlockDrop's curriculum keeps the frozen main network in eval mode).
     ``state`` maps names to method objects with ``state_dict``/``load_state_dict`` (AR-Net's
     temperature, Slimmable's sampler history, ...): saved inside the same checkpoint and
-    restored on resume, so a method keeps no side files.
+    restored on resume, so a method keeps no side files; an object with ``end_epoch()`` has
+    it called after every epoch (before the checkpoint).
     A checkpoint written by other parameters or code is refused (:class:`CheckpointError`).
     Progress is plain text on stdout (a bar and one line per epoch), so it shows in
     JupyterLab, in papermill's ``--log-output`` and in a saved notebook alike.
@@ -332,6 +333,9 @@ def fit(
                             refresh=False)
         if scheduler is not None and not scheduler_per_step:
             scheduler.step()
+        for obj in state.values():  # method state that moves once per epoch (a schedule)
+            if hasattr(obj, "end_epoch"):
+                obj.end_epoch()
         row = {"stage": stage, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                "time_s": time.perf_counter() - started}
@@ -358,6 +362,34 @@ def fit(
             dist.barrier()
     bar.close()
     return history
+
+
+def stage_main(stages: dict[str, Callable], argv: list[str] | None = None, prog: str = "") -> Any:
+    """Command line of a method's stage functions, what ``torchrun -m dynn.<method>.train`` runs::
+
+        torchrun --nnodes 2 --nproc_per_node 8 -m dynn.blockdrop.train --stage finetune \\
+            --config stage.yaml --run-dir runs/big
+
+    ``stage.yaml`` holds the stage's keyword arguments (those the notebook passes to
+    ``run.stage``); point the notebook's ``run_dir`` at the same place afterwards and the
+    finished stage is loaded instead of retrained.
+    """
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(prog=prog or None, description=stage_main.__doc__.splitlines()[0])
+    parser.add_argument("--stage", required=True, choices=sorted(stages))
+    parser.add_argument("--config", required=True, type=Path, help="YAML with the stage's keyword arguments")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    kwargs = yaml.safe_load(args.config.read_text()) or {}
+    result = stages[args.stage](run_dir=args.run_dir, device=str(resolve_device(args.device)), **kwargs)
+    if is_main_process():
+        digest = f"; weights digest {weights_digest(result):.6f}" if isinstance(result, nn.Module) else ""
+        print(f"stage {args.stage} finished in {args.run_dir}{digest}")
+    return result
 
 
 def classification_step(model: nn.Module, batch) -> dict:

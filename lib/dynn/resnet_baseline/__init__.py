@@ -5,12 +5,6 @@ light), :mod:`.train` (the training stage, a function of plain keyword arguments
 runnable under ``torchrun``). Evaluation and figures use the foundation directly
 (:mod:`dynn.evaluate`, :mod:`dynn.flops`, :mod:`dynn.plots`).
 """
-import importlib
+from dynn.lazy import lazy_submodules
 
-_SUBMODULES = frozenset({"parameters", "train"})
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, ["parameters", "train"])

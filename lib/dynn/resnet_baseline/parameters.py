@@ -1,5 +1,5 @@
 """What ``notebooks/resnet_baseline.ipynb`` accepts (light: checked before torch is imported)."""
-from dynn.params import Choice, DataRoot, Device, Flag, ListOf, Number, Text, dataset_names
+from dynn.params import Choice, DataRoot, Flag, ListOf, Number, dataset_names, run_rules
 
 CIFAR_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 
@@ -9,7 +9,7 @@ SPEC = {
     "download": Flag(),
     "resolution": Number(min=8, max=512, integer=True),
     "depths": ListOf(Choice(CIFAR_DEPTHS)),
-    "width_multipliers": ListOf(Number(min=0.05, max=4)),
+    "width_multipliers": ListOf(Number(min=0.05, max=4), min_len=0),
     "base_width": Number(min=1, integer=True),
     "epochs": Number(min=1, integer=True),
     "batch_size": Number(min=1, integer=True),
@@ -17,11 +17,7 @@ SPEC = {
     "weight_decay": Number(min=0),
     "latency_batch": Number(min=1, integer=True),
     "latency_time": Number(min=0.01),
-    "nprocs": Number(min=1, integer=True),
     "train_limit": Number(min=0, integer=True),
     "test_limit": Number(min=0, integer=True),
-    "device": Device(),
-    "seed": Number(min=0, integer=True),
-    "run_dir": Text(),
-    "figures_dir": Text(),
+    **run_rules(),
 }

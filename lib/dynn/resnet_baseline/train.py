@@ -5,7 +5,7 @@ through :meth:`dynn.runs.Run.stage` (one process, or ``nprocs`` local processes 
 TorchElastic) and ``torchrun`` runs the same function on several nodes::
 
     torchrun --nnodes 2 --nproc_per_node 4 -m dynn.resnet_baseline.train \\
-        --run-dir DIR --model cifar_resnet20 --dataset cifar10 --data-root /data --epochs 160
+        --stage train_static --config stage.yaml --run-dir DIR
 
 Point the notebook's ``run_dir`` at DIR afterwards: the finished stage is loaded, not retrained.
 """
@@ -40,29 +40,5 @@ def train_static(*, run_dir: str, device: str = "cpu", model: str, base_width: i
     return net.to(device).eval()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line of :func:`train_static` (what ``torchrun -m dynn.resnet_baseline.train`` runs)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m dynn.resnet_baseline.train", description=main.__doc__)
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model", default="cifar_resnet20")
-    parser.add_argument("--base-width", type=int, default=16)
-    parser.add_argument("--dataset", default="mnist5k")
-    parser.add_argument("--data-root", default="")
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--train-limit", type=int, default=0)
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    args = vars(parser.parse_args(argv))
-    net = train_static(**args)
-    if train.is_main_process():
-        print(f"train_static finished in {args['run_dir']}; weights digest {train.weights_digest(net):.6f}")
-
-
 if __name__ == "__main__":
-    main()
+    train.stage_main({"train_static": train_static}, prog="python -m dynn.resnet_baseline.train")
