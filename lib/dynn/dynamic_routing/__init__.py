@@ -26,16 +26,11 @@ Importing this package loads none of them (nor torch): ``dynn.dynamic_routing.tr
 friends load on first use.
 """
 
-import importlib
+from dynn.lazy import lazy_submodules
 
-_SUBMODULES = frozenset({"parameters", "model", "train", "evaluate", "plots"})
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"dynn.dynamic_routing.{name}")
-    raise AttributeError(f"module 'dynn.dynamic_routing' has no attribute {name!r}")
+_SUBMODULES = ("parameters", "model", "train", "evaluate", "plots")
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
 
 
 def __dir__():
-    return sorted(set(globals()) | _SUBMODULES)
+    return sorted(set(globals()) | set(_SUBMODULES))

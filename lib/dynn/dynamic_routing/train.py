@@ -417,28 +417,8 @@ STAGES = {"warm_up": warm_up, "train_dynamic": train_dynamic, "train_fixed": tra
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``torchrun [--nnodes N] --nproc_per_node G -m dynn.dynamic_routing.train --stage NAME --config stage.yaml --run-dir DIR``.
-
-    Runs one stage from the ``stage.yaml`` a notebook run wrote into the stage directory
-    (its ``arguments``); point the notebook at the same run directory afterwards and it
-    finds the finished checkpoint instead of training again.
-    """
-    import argparse
-
-    import yaml
-
-    parser = argparse.ArgumentParser(
-        prog="python -m dynn.dynamic_routing.train", description=main.__doc__.splitlines()[0]
-    )
-    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
-    parser.add_argument("--config", required=True, type=Path, help="stage.yaml (its 'arguments' are the stage's)")
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    config = yaml.safe_load(args.config.read_text())
-    net = STAGES[args.stage](run_dir=args.run_dir, device=args.device, **config.get("arguments", config))
-    if dynn.train.is_main_process():
-        print(f"{args.stage} finished in {args.run_dir}; weights digest {dynn.train.weights_digest(net):.6f}")
+    """``torchrun [--nnodes N] --nproc_per_node G -m dynn.dynamic_routing.train --stage NAME --config stage.yaml --run-dir DIR``."""
+    dynn.train.stage_main(STAGES, argv, prog="python -m dynn.dynamic_routing.train")
 
 
 if __name__ == "__main__":
