@@ -371,7 +371,7 @@ def stage_main(stages: dict[str, Callable], argv: list[str] | None = None, prog:
             --config stage.yaml --run-dir runs/big
 
     ``stage.yaml`` holds the stage's keyword arguments (those the notebook passes to
-    ``run.stage``); point the notebook's ``run_dir`` at the same place afterwards and the
+    ``run.stage``; the ``stage.yaml`` a notebook's stage directory holds works as it is); point the notebook's ``run_dir`` at the same place afterwards and the
     finished stage is loaded instead of retrained.
     """
     import argparse
@@ -385,6 +385,7 @@ def stage_main(stages: dict[str, Callable], argv: list[str] | None = None, prog:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     kwargs = yaml.safe_load(args.config.read_text()) or {}
+    kwargs = kwargs.get("arguments", kwargs)  # the stage.yaml that Run.stage writes nests them
     result = stages[args.stage](run_dir=args.run_dir, device=str(resolve_device(args.device)), **kwargs)
     if is_main_process():
         digest = f"; weights digest {weights_digest(result):.6f}" if isinstance(result, nn.Module) else ""
