@@ -1,6 +1,7 @@
 """BlockDrop: the three forward paths agree, costs add up, rewards and the curriculum follow
 the official code, the stages resume and reuse, DDP keeps ranks equal, and bad parameters
 fail before training."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,9 @@ def _randomise_bn(model: nn.Module) -> None:
 
 
 def _model(depth=14, policy_depth=8, res=32, downsample=1):
-    model = bd.model.make_blockdrop(depth=depth, num_classes=10, policy_depth=policy_depth,
-                                    policy_downsample=downsample)
+    model = bd.model.make_blockdrop(
+        depth=depth, num_classes=10, policy_depth=policy_depth, policy_downsample=downsample
+    )
     _randomise_bn(model)
     return model.eval()
 
@@ -58,7 +60,7 @@ def test_masked_skip_and_single_paths_agree(depth, res):
     with torch.no_grad():
         masked = main.forward_masked(x, policies)
         skip = main.forward_skip(x, policies)
-        single = torch.cat([main.forward_single(x[i:i + 1], policies[i]) for i in range(len(x))])
+        single = torch.cat([main.forward_single(x[i : i + 1], policies[i]) for i in range(len(x))])
         full = main(x)
     assert torch.allclose(masked, skip, atol=1e-5, rtol=1e-4)
     assert torch.allclose(masked, single, atol=1e-5, rtol=1e-4)
@@ -137,7 +139,7 @@ def test_reward_and_bounded_probs():
     targets = torch.tensor([0, 0, 0])
     policy = torch.tensor([[1.0, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
     r = bd.train.reward(logits, targets, policy, gamma=5)
-    assert torch.allclose(r, torch.tensor([1 - 0.5 ** 2, -5.0, 1.0]))
+    assert torch.allclose(r, torch.tensor([1 - 0.5**2, -5.0, 1.0]))
     s = torch.tensor([0.0, 0.5, 1.0])
     assert torch.allclose(bd.model.bounded_probs(s, 0.8), torch.tensor([0.2, 0.5, 0.8]))
     assert torch.equal(bd.model.greedy_policy(s), torch.tensor([0.0, 1.0, 1.0]))
@@ -196,9 +198,19 @@ def test_curriculum_resumes_with_its_schedule(tmp_path):
         bd.train.freeze(model.main)
         opt = torch.optim.Adam(model.policy.parameters(), lr=1e-3)
         schedule = bd.train.Curriculum(1)
-        dynn.train.fit(model, bd.train.policy_step_fn(gamma=1, alpha=0.8, beta=0.1, joint=False), data,
-                       epochs=epochs, optimizer=opt, batch_size=16, run_dir=run_dir, stage="curriculum",
-                       train_mode=schedule, progress=False, state={"curriculum": schedule})
+        dynn.train.fit(
+            model,
+            bd.train.policy_step_fn(gamma=1, alpha=0.8, beta=0.1, joint=False),
+            data,
+            epochs=epochs,
+            optimizer=opt,
+            batch_size=16,
+            run_dir=run_dir,
+            stage="curriculum",
+            train_mode=schedule,
+            progress=False,
+            state={"curriculum": schedule},
+        )
         return model, schedule
 
     full, _ = run(3, tmp_path / "a")
@@ -219,10 +231,29 @@ def _chain(root, device="cpu"):
     pre_dir, cl_dir, ft_dir = (str(root / n) for n in ("pretrain", "curriculum", "finetune"))
     main = bd.train.pretrain(run_dir=pre_dir, device=device, **TINY, epochs=1, lr=0.05, batch_size=32)
     policy_kw = dict(val_limit=32, policy_depth=8, policy_downsample=1, alpha=0.8, batch_size=32)
-    cl = bd.train.curriculum(run_dir=cl_dir, device=device, main_checkpoint=f"{pre_dir}/pretrain.ckpt", **TINY,
-                             **policy_kw, epochs=2, blocks_per_epoch=2, gamma=1.0, beta=0.1, lr=1e-3)
-    ft = bd.train.finetune(run_dir=ft_dir, device=device, curriculum_checkpoint=f"{cl_dir}/curriculum.ckpt",
-                           **TINY, **policy_kw, epochs=1, gamma=5.0, lr=1e-4, lr_policy=1e-3)
+    cl = bd.train.curriculum(
+        run_dir=cl_dir,
+        device=device,
+        main_checkpoint=f"{pre_dir}/pretrain.ckpt",
+        **TINY,
+        **policy_kw,
+        epochs=2,
+        blocks_per_epoch=2,
+        gamma=1.0,
+        beta=0.1,
+        lr=1e-3,
+    )
+    ft = bd.train.finetune(
+        run_dir=ft_dir,
+        device=device,
+        curriculum_checkpoint=f"{cl_dir}/curriculum.ckpt",
+        **TINY,
+        **policy_kw,
+        epochs=1,
+        gamma=5.0,
+        lr=1e-4,
+        lr_policy=1e-3,
+    )
     return (main, cl, ft), (pre_dir, cl_dir, ft_dir)
 
 
@@ -271,8 +302,9 @@ def test_pretrained_main_network_is_loaded_not_trained(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(bd.train, "classification_step", no_training)
     for _ in range(2):  # the second call reuses the stage's checkpoint
-        main = bd.train.pretrain(run_dir=str(tmp_path / "stage"), device="cpu", **TINY, pretrained=str(path),
-                                 epochs=5, lr=0.1, batch_size=32)
+        main = bd.train.pretrain(
+            run_dir=str(tmp_path / "stage"), device="cpu", **TINY, pretrained=str(path), epochs=5, lr=0.1, batch_size=32
+        )
         assert all(torch.equal(a, b) for a, b in zip(main.backbone.state_dict().values(), source.state_dict().values()))
     assert "loaded from" in capsys.readouterr().out
     # what later stages chain on holds those weights
@@ -281,13 +313,44 @@ def test_pretrained_main_network_is_loaded_not_trained(tmp_path, monkeypatch, ca
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), source.parameters()))
 
 
+def test_a_stage_of_zero_epochs_still_leaves_a_checkpoint_to_chain_on(tmp_path):
+    """``curriculum_epochs 0`` skips the curriculum: finetuning starts from the untrained policy."""
+    pre = bd.train.pretrain(run_dir=str(tmp_path / "p"), device="cpu", **TINY, epochs=0, batch_size=32)
+    cl = bd.train.curriculum(
+        run_dir=str(tmp_path / "c"),
+        device="cpu",
+        main_checkpoint=str(tmp_path / "p" / "pretrain.ckpt"),
+        **TINY,
+        val_limit=16,
+        epochs=0,
+        batch_size=32,
+    )
+    assert int(cl.learned_blocks) == cl.num_blocks  # no block forced: the policy decides every block
+    assert all(torch.equal(a, b) for a, b in zip(pre.parameters(), cl.main.backbone.parameters()))
+    saved = dynn.train.read_checkpoint(tmp_path / "c" / "curriculum.ckpt")
+    assert saved["epoch"] == 0 and saved["params"]["epochs"] == 0
+    ft = bd.train.finetune(
+        run_dir=str(tmp_path / "f"),
+        device="cpu",
+        curriculum_checkpoint=str(tmp_path / "c" / "curriculum.ckpt"),
+        **TINY,
+        val_limit=16,
+        epochs=0,
+        batch_size=32,
+    )
+    assert all(torch.equal(a, b) for a, b in zip(_params(cl), _params(ft)))
+
+
 def test_torchrun_entry_runs_a_stage_from_its_stage_yaml(tmp_path):
     import yaml
 
     kwargs = dict(TINY, epochs=1, lr=0.05, batch_size=32, progress=False)
-    (tmp_path / "stage.yaml").write_text(yaml.safe_dump({"stage": "dynn.blockdrop.train.pretrain", "arguments": kwargs}))
-    bd.train.main(["--stage", "pretrain", "--config", str(tmp_path / "stage.yaml"), "--run-dir", str(tmp_path),
-                   "--device", "cpu"])
+    (tmp_path / "stage.yaml").write_text(
+        yaml.safe_dump({"stage": "dynn.blockdrop.train.pretrain", "arguments": kwargs})
+    )
+    bd.train.main(
+        ["--stage", "pretrain", "--config", str(tmp_path / "stage.yaml"), "--run-dir", str(tmp_path), "--device", "cpu"]
+    )
     saved = dynn.train.read_checkpoint(tmp_path / "pretrain.ckpt")
     assert saved["epoch"] == 1 and saved["params"]["lr"] == 0.05
 
@@ -299,10 +362,27 @@ def test_ddp_finetune_on_two_cpu_processes_gives_the_same_weights_on_every_rank(
     tiny = dict(TINY, progress=False)
     bd.train.pretrain(run_dir=pre_dir, device="cpu", **tiny, epochs=1, lr=0.05, batch_size=16)
     policy_kw = dict(val_limit=32, policy_depth=8, policy_downsample=1, alpha=0.8, batch_size=16)
-    cl = bd.train.curriculum(run_dir=cl_dir, device="cpu", main_checkpoint=f"{pre_dir}/pretrain.ckpt", **tiny,
-                             **policy_kw, epochs=1, blocks_per_epoch=3, gamma=1.0, beta=0.1, lr=1e-3)
-    arguments = dict(curriculum_checkpoint=f"{cl_dir}/curriculum.ckpt", **tiny, **policy_kw,
-                     epochs=1, gamma=5.0, lr=1e-3, lr_policy=1e-3)
+    cl = bd.train.curriculum(
+        run_dir=cl_dir,
+        device="cpu",
+        main_checkpoint=f"{pre_dir}/pretrain.ckpt",
+        **tiny,
+        **policy_kw,
+        epochs=1,
+        blocks_per_epoch=3,
+        gamma=1.0,
+        beta=0.1,
+        lr=1e-3,
+    )
+    arguments = dict(
+        curriculum_checkpoint=f"{cl_dir}/curriculum.ckpt",
+        **tiny,
+        **policy_kw,
+        epochs=1,
+        gamma=5.0,
+        lr=1e-3,
+        lr_policy=1e-3,
+    )
     stage = ("finetune", str(tmp_path / "finetune"), "cpu", arguments)
     models = dynn.train.run_elastic(bd.train.run_stage, 2, *stage)
     assert sorted(models) == [0, 1]
@@ -339,15 +419,23 @@ def test_latency_table_records_the_batch_that_ran():
     model = _model(8)
     costs = bd.evaluate.block_costs(model, (3, 32, 32))
     images = torch.randn(2, 3, 32, 32)
-    table = bd.evaluate.latency_table(model, images, batch=torch.randn(5, 3, 32, 32), costs=costs,
-                                      min_run_time=0.01, rounds=2)
+    table = bd.evaluate.latency_table(
+        model, images, batch=torch.randn(5, 3, 32, 32), costs=costs, min_run_time=0.01, rounds=2
+    )
     assert list(zip(table["key"], table["batch"])) == [
-        ("full", 1), ("blockdrop", 1), ("main", 1), ("full", 5), ("blockdrop", 5), ("main", 5), ("masked", 5)]
+        ("full", 1),
+        ("blockdrop", 1),
+        ("main", 1),
+        ("full", 5),
+        ("blockdrop", 5),
+        ("main", 5),
+        ("masked", 5),
+    ]
     full = table[table["key"] == "full"]
     assert (full["latency_ratio"] == 1).all() and (full["macs_ratio"] == 1).all()
     assert (table["latency_ms"] > 0).all()
     blockdrop_b1 = table.iloc[1]
-    u = torch.stack([model.infer(images[i:i + 1])[1][0] for i in range(2)])
+    u = torch.stack([model.infer(images[i : i + 1])[1][0] for i in range(2)])
     assert blockdrop_b1["macs_ratio"] == pytest.approx(costs.macs(u, True).mean() / costs.full)
 
 
@@ -391,9 +479,11 @@ def test_figures_draw_for_an_evaluation():
     data = dynn.data.get_dataset("digits", "test", limit=12, resolution=8, channels=3)
     model = _model(8)
     ev = bd.evaluate.evaluate_policy(model, data)
-    for fig in (bd.plots.plot_policy_heatmap(ev, stage_index=model.main.stage_index),
-                bd.plots.plot_blocks_per_class(ev, data.classes),
-                bd.plots.plot_extreme_images(ev, data, n=4, class_names=data.classes)):
+    for fig in (
+        bd.plots.plot_policy_heatmap(ev, stage_index=model.main.stage_index),
+        bd.plots.plot_blocks_per_class(ev, data.classes),
+        bd.plots.plot_extreme_images(ev, data, n=4, class_names=data.classes),
+    ):
         assert fig.axes
         plt.close(fig)
 
@@ -404,24 +494,40 @@ def test_result_points_have_a_role_and_the_latency_batch_that_ran():
     costs = bd.evaluate.block_costs(model, (3, 32, 32))
     ev = bd.evaluate.evaluate_policy(model, data)
     summary = ev.summary(costs)
-    latency = bd.evaluate.latency_table(model, torch.randn(1, 3, 32, 32), batch=torch.randn(3, 3, 32, 32),
-                                        costs=costs, min_run_time=0.01, rounds=1)
+    latency = bd.evaluate.latency_table(
+        model, torch.randn(1, 3, 32, 32), batch=torch.randn(3, 3, 32, 32), costs=costs, min_run_time=0.01, rounds=1
+    )
     points = bd.evaluate.result_points(
-        full_accuracy=50.0, summary=summary, curriculum_summary=summary,
+        full_accuracy=50.0,
+        summary=summary,
+        curriculum_summary=summary,
         sweep=bd.evaluate.threshold_sweep(model, data, ev, costs, [0.3, 0.7]),
-        static=bd.evaluate.static_drop_baselines(model, data, ev, costs), latency=latency, costs=costs,
-        depth=8, gamma=5.0, seed=3)
+        static=bd.evaluate.static_drop_baselines(model, data, ev, costs),
+        latency=latency,
+        costs=costs,
+        depth=8,
+        gamma=5.0,
+        seed=3,
+    )
     checked = dynn.runs.check_points(points, "classification")  # every field the report reads
     roles = {(p["series"], p["role"], p["selection"]) for p in checked}
     assert ("BlockDrop", "method", "fixed") in roles and ("full network", "reference", "fixed") in roles
     assert ("BlockDrop threshold sweep", "method", "sweep") in roles
     assert ("same blocks for everyone", "baseline", "sweep") in roles
     assert {p["series"] for p in checked if p["role"] == "ablation"} == {
-        "BlockDrop (curriculum only)", bd.evaluate.MAIN_ONLY_SERIES}
+        "BlockDrop (curriculum only)",
+        bd.evaluate.MAIN_ONLY_SERIES,
+    }
     blockdrop = next(p for p in checked if p["series"] == "BlockDrop")
     assert blockdrop["latency_batch"] == 1 and blockdrop["batched_latency_batch"] == 3
     assert blockdrop["macs"] - blockdrop["main_macs"] == pytest.approx(costs.policy)
     assert all(p["seed"] == 3 for p in checked)
-    metrics = bd.evaluate.run_metrics(full_accuracy=50.0, finetuned_full_accuracy=50.0, summary=summary,
-                                      curriculum_summary=summary, costs=costs, latency=latency)
+    metrics = bd.evaluate.run_metrics(
+        full_accuracy=50.0,
+        finetuned_full_accuracy=50.0,
+        summary=summary,
+        curriculum_summary=summary,
+        costs=costs,
+        latency=latency,
+    )
     assert metrics["latency_batch"] == 3 and not any("b64" in k for k in metrics)

@@ -20,6 +20,7 @@ Where things live:
 
 Importing this package loads no torch: submodules load on first use (``bd.train``, ...).
 """
+
 import importlib
 
 _SUBMODULES = frozenset({"parameters", "model", "train", "evaluate", "plots"})

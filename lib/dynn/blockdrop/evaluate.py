@@ -8,6 +8,7 @@ policy network). The unit tests check this against FlopCounterMode on the real-s
 Latency comes from :func:`dynn.flops.compare_latency` (interleaved rounds in one process),
 each row recording the batch that really ran.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,8 +41,15 @@ class BlockCosts:
         return self.fixed + u @ self.blocks + (self.policy if with_policy else 0)
 
     def table(self, stage_index: Sequence[int] | None = None) -> pd.DataFrame:
-        rows = [{"block": k, "stage": (stage_index[k] if stage_index else None), "residual_macs": int(m),
-                 "share_of_full": m / self.full} for k, m in enumerate(self.blocks)]
+        rows = [
+            {
+                "block": k,
+                "stage": (stage_index[k] if stage_index else None),
+                "residual_macs": int(m),
+                "share_of_full": m / self.full,
+            }
+            for k, m in enumerate(self.blocks)
+        ]
         return pd.DataFrame(rows)
 
 
@@ -86,17 +94,27 @@ class PolicyEval:
         main_macs = costs.macs(self.policy, with_policy=False)
         return {
             "accuracy": 100.0 * self.correct.mean(),
-            "blocks_mean": float(self.blocks_used.mean()), "blocks_std": float(self.blocks_used.std()),
-            "macs_mean": float(macs.mean()), "macs_std": float(macs.std()),
-            "main_macs_mean": float(main_macs.mean()), "main_macs_std": float(main_macs.std()),
+            "blocks_mean": float(self.blocks_used.mean()),
+            "blocks_std": float(self.blocks_used.std()),
+            "macs_mean": float(macs.mean()),
+            "macs_std": float(macs.std()),
+            "main_macs_mean": float(main_macs.mean()),
+            "main_macs_std": float(main_macs.std()),
             "distinct_policies": self.distinct_policies(),
         }
 
 
 @torch.no_grad()
-def evaluate_policy(model: BlockDrop, data, *, batch_size: int = 256, device="cpu",
-                    threshold: float = 0.5, fixed_policy: torch.Tensor | None = None,
-                    keep_prob: np.ndarray | None = None) -> PolicyEval:
+def evaluate_policy(
+    model: BlockDrop,
+    data,
+    *,
+    batch_size: int = 256,
+    device="cpu",
+    threshold: float = 0.5,
+    fixed_policy: torch.Tensor | None = None,
+    keep_prob: np.ndarray | None = None,
+) -> PolicyEval:
     """Run greedy BlockDrop (real skipping) over ``data``.
 
     ``threshold`` moves the keep-probability cut-off (the threshold sweep); ``fixed_policy``
@@ -109,7 +127,7 @@ def evaluate_policy(model: BlockDrop, data, *, batch_size: int = 256, device="cp
     for x, y in make_loader(data, batch_size):
         x = x.to(device)
         if keep_prob is not None:
-            s = torch.as_tensor(keep_prob[offset:offset + len(x)], device=device)
+            s = torch.as_tensor(keep_prob[offset : offset + len(x)], device=device)
         else:
             s = model.keep_prob(x)
         offset += len(x)
@@ -131,14 +149,25 @@ def validation_fn(data, *, batch_size: int = 256, device="cpu") -> Callable[[nn.
 
     def eval_fn(model: nn.Module) -> dict:
         ev = evaluate_policy(unwrap(model), data, batch_size=batch_size, device=device)
-        return {"accuracy": 100.0 * ev.correct.mean(), "blocks": float(ev.blocks_used.mean()),
-                "distinct_policies": ev.distinct_policies()}
+        return {
+            "accuracy": 100.0 * ev.correct.mean(),
+            "blocks": float(ev.blocks_used.mean()),
+            "distinct_policies": ev.distinct_policies(),
+        }
 
     return eval_fn
 
 
-def threshold_sweep(model: BlockDrop, data, ev: PolicyEval, costs: BlockCosts,
-                    thresholds: Sequence[float], *, device="cpu", batch_size: int = 256) -> pd.DataFrame:
+def threshold_sweep(
+    model: BlockDrop,
+    data,
+    ev: PolicyEval,
+    costs: BlockCosts,
+    thresholds: Sequence[float],
+    *,
+    device="cpu",
+    batch_size: int = 256,
+) -> pd.DataFrame:
     """Accuracy and MACs of the same policy network cut at other keep-probability thresholds."""
     rows = []
     for t in thresholds:
@@ -147,9 +176,17 @@ def threshold_sweep(model: BlockDrop, data, ev: PolicyEval, costs: BlockCosts,
     return pd.DataFrame(rows)
 
 
-def static_drop_baselines(model: BlockDrop, data, ev: PolicyEval, costs: BlockCosts, *, device="cpu",
-                          batch_size: int = 256, counts: Sequence[int] | None = None) -> pd.DataFrame:
-    """"Drop the same blocks for everyone": keep the m blocks BlockDrop keeps most often.
+def static_drop_baselines(
+    model: BlockDrop,
+    data,
+    ev: PolicyEval,
+    costs: BlockCosts,
+    *,
+    device="cpu",
+    batch_size: int = 256,
+    counts: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """ "Drop the same blocks for everyone": keep the m blocks BlockDrop keeps most often.
 
     Ranking by BlockDrop's own keep frequency (ties: the higher mean keep-probability) gives
     the strongest static policy we can read off the learned one, at every MACs level.
@@ -158,7 +195,7 @@ def static_drop_baselines(model: BlockDrop, data, ev: PolicyEval, costs: BlockCo
     frequency = ev.policy.mean(0) + 1e-3 * ev.keep_prob.mean(0)
     order = np.argsort(-frequency, kind="stable")
     rows = []
-    for m in (counts if counts is not None else range(1, K + 1)):
+    for m in counts if counts is not None else range(1, K + 1):
         u = np.zeros(K, dtype=np.int64)
         u[order[:m]] = 1
         e = evaluate_policy(model, data, device=device, batch_size=batch_size, fixed_policy=torch.as_tensor(u))
@@ -177,8 +214,15 @@ LATENCY_PATHS = {
 }
 
 
-def latency_table(model: BlockDrop, images: torch.Tensor, *, batch: torch.Tensor, costs: BlockCosts,
-                  min_run_time: float = 0.3, rounds: int = 4) -> pd.DataFrame:
+def latency_table(
+    model: BlockDrop,
+    images: torch.Tensor,
+    *,
+    batch: torch.Tensor,
+    costs: BlockCosts,
+    min_run_time: float = 0.3,
+    rounds: int = 4,
+) -> pd.DataFrame:
     """Measured latency of real skipping vs the full network, beside the MACs ratio.
 
     Two :func:`dynn.flops.compare_latency` calls, ratios taken only within one call:
@@ -201,41 +245,65 @@ def latency_table(model: BlockDrop, images: torch.Tensor, *, batch: torch.Tensor
     main = model.main
     infer = lambda z: model.infer(z)[0]  # noqa: E731
     with torch.no_grad():
-        single_policies = [model.force_curriculum(greedy_policy(model.keep_prob(images[i:i + 1])))[0]
-                           for i in range(len(images))]
+        single_policies = [
+            model.force_curriculum(greedy_policy(model.keep_prob(images[i : i + 1])))[0] for i in range(len(images))
+        ]
         u = model.force_curriculum(greedy_policy(model.keep_prob(batch)))
     calls_b1 = {}
     for i, ui in enumerate(single_policies):
-        x = images[i:i + 1]
+        x = images[i : i + 1]
         calls_b1[("full", i)] = (main, (x,))
         calls_b1[("blockdrop", i)] = (infer, (x,))
         calls_b1[("main", i)] = (main.forward_single, (x, ui))
-    rows_b1 = dynn.flops.compare_latency({f"{p}/{i}": c for (p, i), c in calls_b1.items()}, rounds=1,
-                                         min_run_time=min_run_time)
-    rows_bn = dynn.flops.compare_latency({
-        "full": (main, (batch,)), "blockdrop": (infer, (batch,)),
-        "main": (main.forward_skip, (batch, u)), "masked": (main.forward_masked, (batch, u)),
-    }, rounds=rounds, min_run_time=min_run_time)
+    rows_b1 = dynn.flops.compare_latency(
+        {f"{p}/{i}": c for (p, i), c in calls_b1.items()}, rounds=1, min_run_time=min_run_time
+    )
+    rows_bn = dynn.flops.compare_latency(
+        {
+            "full": (main, (batch,)),
+            "blockdrop": (infer, (batch,)),
+            "main": (main.forward_skip, (batch, u)),
+            "masked": (main.forward_masked, (batch, u)),
+        },
+        rounds=rounds,
+        min_run_time=min_run_time,
+    )
 
     def b1(path: str) -> tuple[float, dict]:
         rows = [r for r in rows_b1 if r["name"].split("/")[0] == path]
         return float(np.mean([r["median_ms"] for r in rows])), rows[0]
 
     policy_stack = torch.stack(single_policies)
-    macs_b1 = {"full": float(costs.full), "blockdrop": float(costs.macs(policy_stack, True).mean()),
-               "main": float(costs.macs(policy_stack, False).mean())}
-    macs_bn = {"full": float(costs.full), "blockdrop": float(costs.macs(u, True).mean()),
-               "main": float(costs.macs(u, False).mean()),
-               "masked": float(costs.macs(u.amax(0, keepdim=True), False)[0])}  # every block someone keeps
+    macs_b1 = {
+        "full": float(costs.full),
+        "blockdrop": float(costs.macs(policy_stack, True).mean()),
+        "main": float(costs.macs(policy_stack, False).mean()),
+    }
+    macs_bn = {
+        "full": float(costs.full),
+        "blockdrop": float(costs.macs(u, True).mean()),
+        "main": float(costs.macs(u, False).mean()),
+        "masked": float(costs.macs(u.amax(0, keepdim=True), False)[0]),
+    }  # every block someone keeps
     full_b1, _ = b1("full")
     by_name = {r["name"]: r for r in rows_bn}
     full_bn = by_name["full"]["best_ms"]
 
     def row(path: str, batched: bool, ms: float, full_ms: float, macs: float, measured: dict) -> dict:
-        return {"key": path, "batched": batched, "path": LATENCY_PATHS[path], "batch": measured["batch"],
-                "latency_ms": ms, "full_latency_ms": full_ms, "latency_ratio": ms / full_ms, "macs_ratio": macs / costs.full,
-                "latency_over_macs_ratio": (ms / full_ms) / (macs / costs.full),
-                "rounds": measured["rounds"], "threads": measured["threads"], "device": measured["device"]}
+        return {
+            "key": path,
+            "batched": batched,
+            "path": LATENCY_PATHS[path],
+            "batch": measured["batch"],
+            "latency_ms": ms,
+            "full_latency_ms": full_ms,
+            "latency_ratio": ms / full_ms,
+            "macs_ratio": macs / costs.full,
+            "latency_over_macs_ratio": (ms / full_ms) / (macs / costs.full),
+            "rounds": measured["rounds"],
+            "threads": measured["threads"],
+            "device": measured["device"],
+        }
 
     table = []
     for path in ("full", "blockdrop", "main"):
@@ -252,21 +320,35 @@ MAIN_ONLY_SERIES = "BlockDrop, policy MACs not counted"
 
 def full_network_summary(accuracy: float, costs: BlockCosts, num_blocks: int) -> dict:
     """The full main network in the keys of :meth:`PolicyEval.summary` (every block, no policy)."""
-    return {"accuracy": float(accuracy), "blocks_mean": float(num_blocks), "blocks_std": 0.0,
-            "macs_mean": float(costs.full), "macs_std": 0.0, "main_macs_mean": float(costs.full),
-            "main_macs_std": 0.0, "distinct_policies": 1}
+    return {
+        "accuracy": float(accuracy),
+        "blocks_mean": float(num_blocks),
+        "blocks_std": 0.0,
+        "macs_mean": float(costs.full),
+        "macs_std": 0.0,
+        "main_macs_mean": float(costs.full),
+        "main_macs_std": 0.0,
+        "distinct_policies": 1,
+    }
 
 
 def summary_table(summaries: dict[str, dict], costs: BlockCosts, num_blocks: int) -> pd.DataFrame:
     """The paper's report per model: accuracy, blocks used (mean ± std of K), MACs per image with
     and without the policy network, MACs ratio to the full network, distinct policies."""
-    return pd.DataFrame([{
-        "model": name, "accuracy (%)": s["accuracy"],
-        "blocks used": f"{s['blocks_mean']:.2f} ± {s['blocks_std']:.2f} of {num_blocks}",
-        "MACs/image (with policy)": f"{s['macs_mean'] / 1e6:.2f} ± {s['macs_std'] / 1e6:.2f} M",
-        "MACs/image (main only)": f"{s['main_macs_mean'] / 1e6:.2f} M",
-        "MACs ratio": s["macs_mean"] / costs.full, "distinct policies": s["distinct_policies"],
-    } for name, s in summaries.items()])
+    return pd.DataFrame(
+        [
+            {
+                "model": name,
+                "accuracy (%)": s["accuracy"],
+                "blocks used": f"{s['blocks_mean']:.2f} ± {s['blocks_std']:.2f} of {num_blocks}",
+                "MACs/image (with policy)": f"{s['macs_mean'] / 1e6:.2f} ± {s['macs_std'] / 1e6:.2f} M",
+                "MACs/image (main only)": f"{s['main_macs_mean'] / 1e6:.2f} M",
+                "MACs ratio": s["macs_mean"] / costs.full,
+                "distinct policies": s["distinct_policies"],
+            }
+            for name, s in summaries.items()
+        ]
+    )
 
 
 def latency_row(latency: pd.DataFrame, key: str, batched: bool) -> pd.Series | None:
@@ -283,9 +365,19 @@ def _latency(latency: pd.DataFrame, key: str, batched: bool) -> dict:
     return {f"{prefix}latency_ms": float(row["latency_ms"]), f"{prefix}latency_batch": int(row["batch"])}
 
 
-def result_points(*, full_accuracy: float, summary: dict, curriculum_summary: dict, sweep: pd.DataFrame,
-                  static: pd.DataFrame, latency: pd.DataFrame, costs: BlockCosts, depth: int, gamma: float,
-                  seed: int) -> list[dict]:
+def result_points(
+    *,
+    full_accuracy: float,
+    summary: dict,
+    curriculum_summary: dict,
+    sweep: pd.DataFrame,
+    static: pd.DataFrame,
+    latency: pd.DataFrame,
+    costs: BlockCosts,
+    depth: int,
+    gamma: float,
+    seed: int,
+) -> list[dict]:
     """The accuracy–MACs points of ``results.json``, each with its role in the comparison.
 
     - method: BlockDrop's greedy policy (threshold 0.5, ``selection="fixed"``) and the same
@@ -298,45 +390,128 @@ def result_points(*, full_accuracy: float, summary: dict, curriculum_summary: di
     Latency (when measured for that path) is recorded with the batch that really ran:
     ``latency_ms``/``latency_batch`` at batch 1, ``batched_latency_ms``/``batched_latency_batch``.
     """
+
     def point(label, series, role, selection, accuracy, macs, **extra):
-        return {"label": label, "series": series, "role": role, "selection": selection,
-                "accuracy": float(accuracy), "macs": float(macs), "seed": seed, **extra}
+        return {
+            "label": label,
+            "series": series,
+            "role": role,
+            "selection": selection,
+            "accuracy": float(accuracy),
+            "macs": float(macs),
+            "seed": seed,
+            **extra,
+        }
 
     points = [
-        point(f"ResNet-{depth} (full)", "full network", "reference", "fixed", full_accuracy, costs.full,
-              blocks=float(len(costs.blocks)), **_latency(latency, "full", False), **_latency(latency, "full", True)),
-        point(f"BlockDrop γ={gamma:g}", "BlockDrop", "method", "fixed", summary["accuracy"], summary["macs_mean"],
-              macs_std=summary["macs_std"], main_macs=summary["main_macs_mean"], policy_macs=costs.policy,
-              blocks=summary["blocks_mean"], blocks_std=summary["blocks_std"],
-              distinct_policies=summary["distinct_policies"],
-              **_latency(latency, "blockdrop", False), **_latency(latency, "blockdrop", True)),
-        point("curriculum only", "BlockDrop (curriculum only)", "ablation", "fixed", curriculum_summary["accuracy"],
-              curriculum_summary["macs_mean"], blocks=curriculum_summary["blocks_mean"]),
-        point("main only", MAIN_ONLY_SERIES, "ablation", "fixed", summary["accuracy"], summary["main_macs_mean"],
-              blocks=summary["blocks_mean"], **_latency(latency, "main", False), **_latency(latency, "main", True)),
+        point(
+            f"ResNet-{depth} (full)",
+            "full network",
+            "reference",
+            "fixed",
+            full_accuracy,
+            costs.full,
+            blocks=float(len(costs.blocks)),
+            **_latency(latency, "full", False),
+            **_latency(latency, "full", True),
+        ),
+        point(
+            f"BlockDrop γ={gamma:g}",
+            "BlockDrop",
+            "method",
+            "fixed",
+            summary["accuracy"],
+            summary["macs_mean"],
+            macs_std=summary["macs_std"],
+            main_macs=summary["main_macs_mean"],
+            policy_macs=costs.policy,
+            blocks=summary["blocks_mean"],
+            blocks_std=summary["blocks_std"],
+            distinct_policies=summary["distinct_policies"],
+            **_latency(latency, "blockdrop", False),
+            **_latency(latency, "blockdrop", True),
+        ),
+        point(
+            "curriculum only",
+            "BlockDrop (curriculum only)",
+            "ablation",
+            "fixed",
+            curriculum_summary["accuracy"],
+            curriculum_summary["macs_mean"],
+            blocks=curriculum_summary["blocks_mean"],
+        ),
+        point(
+            "main only",
+            MAIN_ONLY_SERIES,
+            "ablation",
+            "fixed",
+            summary["accuracy"],
+            summary["main_macs_mean"],
+            blocks=summary["blocks_mean"],
+            **_latency(latency, "main", False),
+            **_latency(latency, "main", True),
+        ),
     ]
-    points += [point(f"t={r.threshold:g}", "BlockDrop threshold sweep", "method", "sweep", r.accuracy, r.macs_mean,
-                     blocks=r.blocks_mean, threshold=float(r.threshold)) for r in sweep.itertuples()]
-    points += [point(f"static {r.kept_blocks}/{len(costs.blocks)}", "same blocks for everyone", "baseline", "sweep",
-                     r.accuracy, r.macs_mean, blocks=r.blocks_mean, policy=r.policy) for r in static.itertuples()]
+    points += [
+        point(
+            f"t={r.threshold:g}",
+            "BlockDrop threshold sweep",
+            "method",
+            "sweep",
+            r.accuracy,
+            r.macs_mean,
+            blocks=r.blocks_mean,
+            threshold=float(r.threshold),
+        )
+        for r in sweep.itertuples()
+    ]
+    points += [
+        point(
+            f"static {r.kept_blocks}/{len(costs.blocks)}",
+            "same blocks for everyone",
+            "baseline",
+            "sweep",
+            r.accuracy,
+            r.macs_mean,
+            blocks=r.blocks_mean,
+            policy=r.policy,
+        )
+        for r in static.itertuples()
+    ]
     return points
 
 
-def run_metrics(*, full_accuracy: float, finetuned_full_accuracy: float, summary: dict, curriculum_summary: dict,
-                costs: BlockCosts, latency: pd.DataFrame) -> dict:
+def run_metrics(
+    *,
+    full_accuracy: float,
+    finetuned_full_accuracy: float,
+    summary: dict,
+    curriculum_summary: dict,
+    costs: BlockCosts,
+    latency: pd.DataFrame,
+) -> dict:
     """The run's headline numbers for ``results.json`` (latency ratios within one measurement call,
     with the batch that ran)."""
+
     def lat(key: str, batched: bool, column: str) -> float:
         return float(latency_row(latency, key, batched)[column])
 
     return {
-        "full_accuracy": full_accuracy, "accuracy": summary["accuracy"],
-        "finetuned_full_accuracy": finetuned_full_accuracy, "curriculum_accuracy": curriculum_summary["accuracy"],
-        "blocks_mean": summary["blocks_mean"], "blocks_std": summary["blocks_std"], "num_blocks": len(costs.blocks),
+        "full_accuracy": full_accuracy,
+        "accuracy": summary["accuracy"],
+        "finetuned_full_accuracy": finetuned_full_accuracy,
+        "curriculum_accuracy": curriculum_summary["accuracy"],
+        "blocks_mean": summary["blocks_mean"],
+        "blocks_std": summary["blocks_std"],
+        "num_blocks": len(costs.blocks),
         "curriculum_blocks_mean": curriculum_summary["blocks_mean"],
-        "macs_full": costs.full, "macs_mean": summary["macs_mean"], "macs_std": summary["macs_std"],
-        "main_macs_mean": summary["main_macs_mean"], "policy_macs": costs.policy,
-        "macs_ratio": summary["macs_mean"] / costs.full, "main_macs_ratio": summary["main_macs_mean"] / costs.full,
+        "macs_full": costs.full,
+        "macs_mean": summary["macs_mean"],
+        "macs_std": summary["macs_std"],
+        "main_macs_mean": summary["main_macs_mean"],
+        "policy_macs": costs.policy,
+        "macs_ratio": summary["macs_mean"] / costs.full,
+        "main_macs_ratio": summary["main_macs_mean"] / costs.full,
         "distinct_policies": summary["distinct_policies"],
         "latency_ratio_b1": lat("blockdrop", False, "latency_ratio"),
         "macs_ratio_b1": lat("blockdrop", False, "macs_ratio"),

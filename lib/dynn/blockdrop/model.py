@@ -18,6 +18,7 @@ torchvision's ResNets (ResNet-101 for ImageNet-size inputs). Three forward paths
 rollouts (sampled and greedy policies with their logits) that the REINFORCE step in
 :mod:`dynn.blockdrop.train` needs.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
@@ -52,8 +53,10 @@ class BlockDropResNet(nn.Module):
     def __init__(self, backbone: nn.Module):
         super().__init__()
         if isinstance(backbone, PreResNet):
-            raise TypeError("BlockDrop drops a block's residual branch and keeps its shortcut; pre-activation "
-                            "blocks have no separable shortcut. Use a CIFAR ResNet or a torchvision ResNet.")
+            raise TypeError(
+                "BlockDrop drops a block's residual branch and keeps its shortcut; pre-activation "
+                "blocks have no separable shortcut. Use a CIFAR ResNet or a torchvision ResNet."
+            )
         self.backbone = backbone
         view = self.view  # TypeError for anything but a residual network
         self.block_names = list(view.block_names)
@@ -160,8 +163,7 @@ class PolicyNetwork(nn.Module):
     def __init__(self, num_blocks: int, depth: int = 8, in_channels: int = 3, downsample: int = 1):
         super().__init__()
         if depth in CIFAR_DEPTHS:
-            self.features = dynn.models.create(f"cifar_resnet{depth}", num_classes=num_blocks,
-                                               in_channels=in_channels)
+            self.features = dynn.models.create(f"cifar_resnet{depth}", num_classes=num_blocks, in_channels=in_channels)
         elif depth == 10:  # ResNet-10: torchvision's ResNet with one BasicBlock per stage
             import torchvision.models.resnet as tv_resnet
 
@@ -215,7 +217,9 @@ class BlockDrop(nn.Module):
     def __init__(self, main: BlockDropResNet, policy: PolicyNetwork):
         super().__init__()
         if policy.num_blocks != main.num_blocks:
-            raise ValueError(f"policy outputs {policy.num_blocks} decisions but the main network has {main.num_blocks} blocks")
+            raise ValueError(
+                f"policy outputs {policy.num_blocks} decisions but the main network has {main.num_blocks} blocks"
+            )
         self.main, self.policy = main, policy
         self.register_buffer("learned_blocks", torch.tensor(main.num_blocks))
 

@@ -5,6 +5,7 @@ is imported, so a typo fails within a second and before any run directory exists
 depths are plain literals for the same reason; ``tests/test_blockdrop.py`` checks that they
 agree with the backbones :mod:`dynn.blockdrop.model` builds.
 """
+
 from __future__ import annotations
 
 from dynn.params import Choice, DataRoot, Device, ExistingPath, Flag, ListOf, Number, Text, dataset_names

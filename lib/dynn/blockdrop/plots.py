@@ -10,6 +10,7 @@
 Images are shown de-normalised with the split's own ``mean`` / ``std`` (a split cut by
 ``limit`` keeps them), so what is drawn is what the network was given.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -26,8 +27,10 @@ from dynn.blockdrop.model import BlockDrop
 def to_image(x: torch.Tensor, data) -> np.ndarray:
     """Undo ``data``'s normalisation for display (H×W for one channel, else H×W×C in [0, 1])."""
     if not (hasattr(data, "mean") and hasattr(data, "std")):
-        raise TypeError(f"{type(data).__name__} carries no 'mean' / 'std' to de-normalise with; "
-                        "pass a split from dynn.data.get_dataset")
+        raise TypeError(
+            f"{type(data).__name__} carries no 'mean' / 'std' to de-normalise with; "
+            "pass a split from dynn.data.get_dataset"
+        )
     mean, std = torch.as_tensor(data.mean).view(-1, 1, 1), torch.as_tensor(data.std).view(-1, 1, 1)
     img = (x.detach().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
     return img[..., 0] if img.shape[-1] == 1 else img
@@ -46,14 +49,32 @@ def plot_policy_heatmap(ev: PolicyEval, *, n: int = 48, stage_index: Sequence[in
     rows = rng.choice(len(ev.labels), size=min(n, len(ev.labels)), replace=False)
     rows = rows[np.argsort(ev.blocks_used[rows], kind="stable")]
     K = ev.policy.shape[1]
-    xlabels = [f"{k}" + (f"\ns{stage_index[k]}" if stage_index and (k == 0 or stage_index[k] != stage_index[k - 1]) else "")
-               for k in range(K)]
+    xlabels = [
+        f"{k}" + (f"\ns{stage_index[k]}" if stage_index and (k == 0 or stage_index[k] != stage_index[k - 1]) else "")
+        for k in range(K)
+    ]
     ylabels = [f"{ev.labels[i]}{'' if ev.correct[i] else ' ✗'} ({ev.blocks_used[i]})" for i in rows]
     fig, axes = plt.subplots(1, 2, figsize=(12, max(4, 0.18 * len(rows))), sharey=True)
-    dynn.plots.heatmap(ev.keep_prob[rows], ax=axes[0], xlabels=xlabels, ylabels=ylabels, vmin=0, vmax=1,
-                       cbar_label="keep-probability s", title="policy network output")
-    dynn.plots.heatmap(ev.policy[rows], ax=axes[1], xlabels=xlabels, ylabels=ylabels, vmin=0, vmax=1,
-                       cmap="Greens", title="greedy policy (1 = block runs)")
+    dynn.plots.heatmap(
+        ev.keep_prob[rows],
+        ax=axes[0],
+        xlabels=xlabels,
+        ylabels=ylabels,
+        vmin=0,
+        vmax=1,
+        cbar_label="keep-probability s",
+        title="policy network output",
+    )
+    dynn.plots.heatmap(
+        ev.policy[rows],
+        ax=axes[1],
+        xlabels=xlabels,
+        ylabels=ylabels,
+        vmin=0,
+        vmax=1,
+        cmap="Greens",
+        title="greedy policy (1 = block runs)",
+    )
     for ax in axes:
         ax.set_xlabel("block (s = stage start)")
         ax.tick_params(axis="y", labelsize=6)
@@ -73,10 +94,15 @@ def plot_blocks_per_class(ev: PolicyEval, class_names: Sequence[str] | None = No
     for ax, c in zip(axes.flat, classes):
         sel = ev.labels == c
         used = ev.blocks_used[sel]
-        ax.hist([used[ev.correct[sel]], used[~ev.correct[sel]]], bins=bins, stacked=True,
-                color=["tab:blue", "tab:red"], label=["correct", "wrong"])
+        ax.hist(
+            [used[ev.correct[sel]], used[~ev.correct[sel]]],
+            bins=bins,
+            stacked=True,
+            color=["tab:blue", "tab:red"],
+            label=["correct", "wrong"],
+        )
         ax.set_title(f"class {_class_name(class_names, c)}: {used.mean():.1f}±{used.std():.1f}", fontsize=9)
-    for ax in axes.flat[len(classes):]:
+    for ax in axes.flat[len(classes) :]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("blocks used")
@@ -96,10 +122,13 @@ def plot_extreme_images(ev: PolicyEval, data, *, n: int = 8, class_names: Sequen
         for ax, i in zip(axes[r], idx):
             x, y = data[int(i)]
             ax.imshow(to_image(x, data), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"{_class_name(class_names, y)}→{ev.preds[i]} · {ev.blocks_used[i]} blk", fontsize=8,
-                         color="k" if ev.correct[i] else "tab:red")
+            ax.set_title(
+                f"{_class_name(class_names, y)}→{ev.preds[i]} · {ev.blocks_used[i]} blk",
+                fontsize=8,
+                color="k" if ev.correct[i] else "tab:red",
+            )
             ax.axis("off")
-        for ax in axes[r][len(idx):]:
+        for ax in axes[r][len(idx) :]:
             ax.axis("off")
         axes[r][0].text(-0.3, 0.5, f"{name}\nblocks", transform=axes[r][0].transAxes, ha="right", va="center")
     fig.suptitle("Images using the fewest / most blocks (label→prediction, red = wrong)")
@@ -115,8 +144,9 @@ def plot_accuracy_vs_macs(points: list[dict], *, full_macs: float, title: str):
     curve = pd.DataFrame(points)
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
     dynn.plots.plot_accuracy_vs_cost(curve, hue="series", ax=axes[0], title=title)
-    dynn.plots.plot_accuracy_vs_cost(curve, hue="series", ax=axes[1], annotate="label",
-                                     title="zoom on the high-accuracy end")
+    dynn.plots.plot_accuracy_vs_cost(
+        curve, hue="series", ax=axes[1], annotate="label", title="zoom on the high-accuracy end"
+    )
     not_static = curve[curve["role"] != "baseline"]["accuracy"]
     axes[1].set_ylim(not_static.min() - 3, curve["accuracy"].max() + 0.5)
     for ax in axes:
@@ -125,8 +155,7 @@ def plot_accuracy_vs_macs(points: list[dict], *, full_macs: float, title: str):
 
 
 # ---------------------------------------------------------------- explorer
-def plot_image_policy(model: BlockDrop, data, index: int, *, device="cpu",
-                      class_names: Sequence[str] | None = None):
+def plot_image_policy(model: BlockDrop, data, index: int, *, device="cpu", class_names: Sequence[str] | None = None):
     """One image (de-normalised), its keep-probabilities and the blocks its greedy policy runs."""
     x, y = data[index]
     model.eval()
@@ -139,8 +168,12 @@ def plot_image_policy(model: BlockDrop, data, index: int, *, device="cpu",
     ax0.axis("off")
     ax1.bar(range(len(s)), s, color=["tab:green" if k else "tab:gray" for k in u])
     ax1.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax1.set(xlabel="block", ylabel="keep-probability s", title=f"runs {int(u.sum())} of {len(u)} blocks (green)",
-            ylim=(0, 1))
+    ax1.set(
+        xlabel="block",
+        ylabel="keep-probability s",
+        title=f"runs {int(u.sum())} of {len(u)} blocks (green)",
+        ylim=(0, 1),
+    )
     return fig
 
 

@@ -19,6 +19,7 @@
   Each is also runnable under ``torchrun`` (several nodes):
   ``python -m dynn.blockdrop.train --stage finetune --config stage.yaml --run-dir DIR``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,7 +35,13 @@ from dynn.blockdrop.model import BlockDrop, BlockDropResNet, PolicyNetwork, Roll
 from dynn.data import get_dataset
 from dynn.runs import atomic_torch_save
 from dynn.train import (
-    checkpoint_path, classification_step, fit, is_main_process, load_checkpoint, seed_everything, unwrap,
+    checkpoint_path,
+    classification_step,
+    fit,
+    is_main_process,
+    load_checkpoint,
+    seed_everything,
+    unwrap,
 )
 
 
@@ -43,7 +50,7 @@ def reward(logits: torch.Tensor, targets: torch.Tensor, policy: torch.Tensor, ga
     """``R = 1 − (|u|₀/K)²`` if the prediction is correct, else ``−γ`` (Eq. 3; γ is the penalty)."""
     block_use = policy.sum(1) / policy.shape[1]
     correct = logits.argmax(1) == targets
-    return torch.where(correct, 1 - block_use ** 2, torch.full_like(block_use, -float(gamma)))
+    return torch.where(correct, 1 - block_use**2, torch.full_like(block_use, -float(gamma)))
 
 
 def policy_step_fn(*, gamma: float, alpha: float, beta: float, joint: bool) -> Callable:
@@ -142,17 +149,47 @@ def _stage_params(arguments: dict) -> dict:
     return {k: v for k, v in arguments.items() if k not in ("run_dir", "device", "progress")}
 
 
-def _train(model: nn.Module, step_fn: Callable, train_data, *, epochs: int, run_dir: str, stage: str,
-           params: dict, progress: bool, **fit_kwargs) -> None:
+def _train(
+    model: nn.Module,
+    step_fn: Callable,
+    train_data,
+    *,
+    epochs: int,
+    run_dir: str,
+    stage: str,
+    params: dict,
+    progress: bool,
+    **fit_kwargs,
+) -> None:
     """:func:`dynn.train.fit`, and for 0 epochs (weights loaded, or a stage skipped) a checkpoint
     of the weights as they are, so that the next stage always has ``<run_dir>/<stage>.ckpt`` to
     chain on and a second call reuses it like any finished stage."""
-    fit(model, step_fn, train_data, epochs=epochs, run_dir=run_dir, stage=stage, params=params,
-        progress=progress, **fit_kwargs)
+    fit(
+        model,
+        step_fn,
+        train_data,
+        epochs=epochs,
+        run_dir=run_dir,
+        stage=stage,
+        params=params,
+        progress=progress,
+        **fit_kwargs,
+    )
     ckpt = checkpoint_path(run_dir, stage)
     if epochs == 0 and not ckpt.exists() and is_main_process():
-        atomic_torch_save({"model": model.state_dict(), "optimizer": None, "scheduler": None, "state": {},
-                           "code_version": CODE_VERSION, "epoch": 0, "history": [], "params": params}, ckpt)
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": None,
+                "scheduler": None,
+                "state": {},
+                "code_version": CODE_VERSION,
+                "epoch": 0,
+                "history": [],
+                "params": params,
+            },
+            ckpt,
+        )
 
 
 def load_state_dict_file(path: str | Path) -> dict:
@@ -165,9 +202,22 @@ def load_state_dict_file(path: str | Path) -> dict:
     return state
 
 
-def pretrain(*, run_dir: str, device: str, dataset: str, data_root: str = "",
-             resolution: int = 32, train_limit: int = 0, depth: int, pretrained: str = "", epochs: int,
-             lr: float = 0.1, batch_size: int = 128, seed: int = 0, progress: bool = True) -> BlockDropResNet:
+def pretrain(
+    *,
+    run_dir: str,
+    device: str,
+    dataset: str,
+    data_root: str = "",
+    resolution: int = 32,
+    train_limit: int = 0,
+    depth: int,
+    pretrained: str = "",
+    epochs: int,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    seed: int = 0,
+    progress: bool = True,
+) -> BlockDropResNet:
     """Stage 1: the main ResNet-``depth``, trained here (SGD, Nesterov momentum 0.9, weight decay
     5e-4, cosine decay from ``lr``) or, when ``pretrained`` names a state dict, loaded from it
     without training (as the official code starts from a ResNet trained elsewhere).
@@ -176,35 +226,64 @@ def pretrain(*, run_dir: str, device: str, dataset: str, data_root: str = "",
     """
     params = _stage_params(locals())
     say = print if progress and is_main_process() else (lambda *a, **k: None)  # noqa: E731
-    train_data = _split("train", dataset=dataset, data_root=data_root,
-                        resolution=resolution, limit=train_limit)
+    train_data = _split("train", dataset=dataset, data_root=data_root, resolution=resolution, limit=train_limit)
     seed_everything(seed)
     main = make_main_network(depth, train_data.num_classes)
     optimizer = torch.optim.SGD(main.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     if pretrained:
         main.backbone.load_state_dict(load_state_dict_file(pretrained))
         say(f"stage pretrain: main network loaded from {pretrained}, not trained here")
-    _train(main.backbone, classification_step, train_data, epochs=0 if pretrained else epochs,
-           optimizer=optimizer, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)),
-           batch_size=batch_size, run_dir=run_dir, stage="pretrain", device=device, seed=seed, params=params,
-           progress=progress)
+    _train(
+        main.backbone,
+        classification_step,
+        train_data,
+        epochs=0 if pretrained else epochs,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)),
+        batch_size=batch_size,
+        run_dir=run_dir,
+        stage="pretrain",
+        device=device,
+        seed=seed,
+        params=params,
+        progress=progress,
+    )
     return main.to(device).eval()
 
 
-def _blockdrop_from_main(main_checkpoint: str, *, depth: int, num_classes: int, policy_depth: int,
-                         policy_downsample: int, seed: int) -> BlockDrop:
+def _blockdrop_from_main(
+    main_checkpoint: str, *, depth: int, num_classes: int, policy_depth: int, policy_downsample: int, seed: int
+) -> BlockDrop:
     main = make_main_network(depth, num_classes)
     load_checkpoint(main_checkpoint, main.backbone)
     seed_everything(seed)  # the policy's initialisation depends on the seed only
     return BlockDrop(main, PolicyNetwork(main.num_blocks, policy_depth, downsample=policy_downsample))
 
 
-def curriculum(*, run_dir: str, device: str, main_checkpoint: str, dataset: str, data_root: str = "",
-               resolution: int = 32, train_limit: int = 0, val_limit: int = 0,
-               depth: int, policy_depth: int = 8, policy_downsample: int = 1, epochs: int,
-               blocks_per_epoch: int = 1, gamma: float = 1.0, alpha: float = 0.8, beta: float = 0.1,
-               lr: float = 1e-3, lr_step: int = 0, batch_size: int = 128, seed: int = 0,
-               progress: bool = True) -> BlockDrop:
+def curriculum(
+    *,
+    run_dir: str,
+    device: str,
+    main_checkpoint: str,
+    dataset: str,
+    data_root: str = "",
+    resolution: int = 32,
+    train_limit: int = 0,
+    val_limit: int = 0,
+    depth: int,
+    policy_depth: int = 8,
+    policy_downsample: int = 1,
+    epochs: int,
+    blocks_per_epoch: int = 1,
+    gamma: float = 1.0,
+    alpha: float = 0.8,
+    beta: float = 0.1,
+    lr: float = 1e-3,
+    lr_step: int = 0,
+    batch_size: int = 128,
+    seed: int = 0,
+    progress: bool = True,
+) -> BlockDrop:
     """Stage 2: train the policy with the pretrained main network (``main_checkpoint``) frozen.
 
     At epoch e the first ``K − blocks_per_epoch·(e+1)`` blocks are forced on and out of the
@@ -214,29 +293,65 @@ def curriculum(*, run_dir: str, device: str, main_checkpoint: str, dataset: str,
     in eval mode, so rollouts use the real-skip path. Returns the whole BlockDrop model.
     """
     params = _stage_params(locals())
-    train_data = _split("train", dataset=dataset, data_root=data_root,
-                        resolution=resolution, limit=train_limit)
-    val_data = _split("val", dataset=dataset, data_root=data_root,
-                      resolution=resolution, limit=val_limit)
-    model = _blockdrop_from_main(main_checkpoint, depth=depth, num_classes=train_data.num_classes,
-                                 policy_depth=policy_depth, policy_downsample=policy_downsample, seed=seed)
+    train_data = _split("train", dataset=dataset, data_root=data_root, resolution=resolution, limit=train_limit)
+    val_data = _split("val", dataset=dataset, data_root=data_root, resolution=resolution, limit=val_limit)
+    model = _blockdrop_from_main(
+        main_checkpoint,
+        depth=depth,
+        num_classes=train_data.num_classes,
+        policy_depth=policy_depth,
+        policy_downsample=policy_downsample,
+        seed=seed,
+    )
     freeze(model.main)
     optimizer = torch.optim.Adam(model.policy.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_step, 0.1) if lr_step else None
     schedule = Curriculum(blocks_per_epoch)
-    _train(model, policy_step_fn(gamma=gamma, alpha=alpha, beta=beta, joint=False), train_data, epochs=epochs,
-           optimizer=optimizer, scheduler=scheduler, batch_size=batch_size, run_dir=run_dir, stage="curriculum",
-           train_mode=schedule, eval_fn=validation_fn(val_data, device=device), device=device, seed=seed,
-           params=params, progress=progress, state={"curriculum": schedule})
+    _train(
+        model,
+        policy_step_fn(gamma=gamma, alpha=alpha, beta=beta, joint=False),
+        train_data,
+        epochs=epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batch_size=batch_size,
+        run_dir=run_dir,
+        stage="curriculum",
+        train_mode=schedule,
+        eval_fn=validation_fn(val_data, device=device),
+        device=device,
+        seed=seed,
+        params=params,
+        progress=progress,
+        state={"curriculum": schedule},
+    )
     freeze(model.main, False)
     return model.to(device).eval()
 
 
-def finetune(*, run_dir: str, device: str, curriculum_checkpoint: str, dataset: str, data_root: str = "",
-             resolution: int = 32, train_limit: int = 0, val_limit: int = 0,
-             depth: int, policy_depth: int = 8, policy_downsample: int = 1, epochs: int,
-             gamma: float = 10.0, alpha: float = 0.8, lr: float = 1e-4, lr_policy: float = 1e-4,
-             lr_step: int = 0, batch_size: int = 128, seed: int = 0, progress: bool = True) -> BlockDrop:
+def finetune(
+    *,
+    run_dir: str,
+    device: str,
+    curriculum_checkpoint: str,
+    dataset: str,
+    data_root: str = "",
+    resolution: int = 32,
+    train_limit: int = 0,
+    val_limit: int = 0,
+    depth: int,
+    policy_depth: int = 8,
+    policy_downsample: int = 1,
+    epochs: int,
+    gamma: float = 10.0,
+    alpha: float = 0.8,
+    lr: float = 1e-4,
+    lr_policy: float = 1e-4,
+    lr_step: int = 0,
+    batch_size: int = 128,
+    seed: int = 0,
+    progress: bool = True,
+) -> BlockDrop:
     """Stage 3: joint finetuning of policy and main network from the curriculum's model.
 
     Loss = policy-gradient term with penalty ``gamma`` (official 10 on CIFAR, 5 on ImageNet)
@@ -247,20 +362,32 @@ def finetune(*, run_dir: str, device: str, curriculum_checkpoint: str, dataset: 
     ``run.stage(..., nprocs=N)`` this runs DistributedDataParallel inside ``fit``.
     """
     params = _stage_params(locals())
-    train_data = _split("train", dataset=dataset, data_root=data_root,
-                        resolution=resolution, limit=train_limit)
-    val_data = _split("val", dataset=dataset, data_root=data_root,
-                      resolution=resolution, limit=val_limit)
+    train_data = _split("train", dataset=dataset, data_root=data_root, resolution=resolution, limit=train_limit)
+    val_data = _split("val", dataset=dataset, data_root=data_root, resolution=resolution, limit=val_limit)
     main = make_main_network(depth, train_data.num_classes)
     model = BlockDrop(main, PolicyNetwork(main.num_blocks, policy_depth, downsample=policy_downsample))
     load_checkpoint(curriculum_checkpoint, model)
-    optimizer = torch.optim.Adam([{"params": model.main.parameters(), "lr": lr},
-                                  {"params": model.policy.parameters(), "lr": lr_policy}])
+    optimizer = torch.optim.Adam(
+        [{"params": model.main.parameters(), "lr": lr}, {"params": model.policy.parameters(), "lr": lr_policy}]
+    )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_step, 0.1) if lr_step else None
-    _train(model, policy_step_fn(gamma=gamma, alpha=alpha, beta=0.0, joint=True), train_data, epochs=epochs,
-           optimizer=optimizer, scheduler=scheduler, batch_size=batch_size, run_dir=run_dir, stage="finetune",
-           train_mode=joint_train_mode, eval_fn=validation_fn(val_data, device=device), device=device, seed=seed,
-           params=params, progress=progress)
+    _train(
+        model,
+        policy_step_fn(gamma=gamma, alpha=alpha, beta=0.0, joint=True),
+        train_data,
+        epochs=epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batch_size=batch_size,
+        run_dir=run_dir,
+        stage="finetune",
+        train_mode=joint_train_mode,
+        eval_fn=validation_fn(val_data, device=device),
+        device=device,
+        seed=seed,
+        params=params,
+        progress=progress,
+    )
     return model.to(device).eval()
 
 
