@@ -448,34 +448,43 @@ def test_finished_stage_is_reused_not_retrained(tmp_path, monkeypatch):
     assert run.stage_dir(sdp.train.train, **dict(kwargs, lr=0.1)) != run.stage_dir(sdp.train.train, **kwargs)
 
 
-def test_agent_stage_is_saved_and_reused(tmp_path, monkeypatch):
+def test_agent_and_instance_table_stages_are_saved_and_reused(tmp_path, monkeypatch):
     pre = tmp_path / "train"
     sdp.train.train(
         run_dir=str(pre), device="cpu", **TINY_STAGE, ratios=[0.5, 0.75], legacy_official=False, multi_point=True
     )
-    kwargs = dict(
-        sdpoint_checkpoint=str(pre / "train.ckpt"),
-        dataset="digits",
-        data_root="",
-        resolution=8,
-        train_limit=64,
-        val_limit=32,
-        agent="random",
-        episodes=3,
-        reward="linear",
-        cost_weight=0.5,
-        bn_batches=1,
-        bn_batch_size=16,
-        seed=0,
-        progress=False,
-    )
+    data = dict(dataset="digits", data_root="", resolution=8, train_limit=64, val_limit=32, seed=0)
+    agent = dict(agent="random", episodes=3, reward="linear", cost_weight=0.5, bn_batches=1, bn_batch_size=16)
+    kwargs = dict(sdpoint_checkpoint=str(pre / "train.ckpt"), **data, **agent, progress=False)
     first = sdp.train.train_agent(run_dir=str(tmp_path / "agent"), device="cpu", **kwargs)
     assert len(first.history) == 3 and first.explored
-    monkeypatch.setattr(sdp.agent, "search", lambda *a, **k: pytest.fail("a finished search must not rerun"))
+    table_kwargs = dict(
+        checkpoint=str(pre / "train.ckpt"),
+        ratios=[0.5, 0.75],
+        legacy_official=False,
+        **data,
+        test_limit=32,
+        bn_batches=1,
+        bn_batch_size=16,
+    )
+    table = sdp.evaluate.instance_table(run_dir=str(tmp_path / "table"), device="cpu", **table_kwargs)
+    assert len(table) == 2 * (2 * 3 + 3) and set(table["recalibrated"]) == {False, True}
+
+    monkeypatch.setattr(sdp.train, "search", lambda *a, **k: pytest.fail("a finished search must not rerun"))
+    monkeypatch.setattr(sdp.evaluate, "evaluate_instances", lambda *a, **k: pytest.fail("a finished table"))
     again = sdp.train.train_agent(run_dir=str(tmp_path / "agent"), device="cpu", **kwargs)
     assert again.history == first.history and again.best() == first.best()
+    pd.testing.assert_frame_equal(
+        sdp.evaluate.instance_table(run_dir=str(tmp_path / "table"), device="cpu", **table_kwargs), table
+    )
     with pytest.raises(dynn.train.CheckpointError, match="episodes"):
         sdp.train.train_agent(run_dir=str(tmp_path / "agent"), device="cpu", **dict(kwargs, episodes=4))
+    # a network retrained in place (same path, other weights) never gets the old table
+    saved = dynn.train.read_checkpoint(pre / "train.ckpt")
+    saved["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in saved["model"].items()}
+    torch.save(saved, pre / "train.ckpt")
+    with pytest.raises(dynn.train.CheckpointError, match="weights_digest"):
+        sdp.evaluate.instance_table(run_dir=str(tmp_path / "table"), device="cpu", **table_kwargs)
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ instance (:meth:`SDPointNet.run`), latency through :func:`dynn.flops.compare_lat
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -198,24 +199,29 @@ def instance_table(
     batch_size: int = 256,
 ) -> pd.DataFrame:
     """Every instance of a trained network, with and without BN recalibration, on the
-    validation and test splits (``recalibrated`` column); stored as ``instances.csv``.
+    validation and test splits (``recalibrated`` column).
 
     A keyed stage like training (``run.stage(instance_table, checkpoint=..., ...)``), so a
-    sweep over the agent's parameters computes the table of a shared network once. The
-    network is evaluated at the points given by ``ratios`` / ``legacy_official``, which is
-    how the plainly trained baseline is scored at the SDPoint model's instances.
+    sweep over the agent's parameters computes the table of a shared network once: it is
+    saved as ``instance_table.ckpt`` with its arguments, the code version and a digest of
+    the network's weights, and reused only when all three agree (a retrained network or
+    other code is an error naming the file, never a stale table); ``instances.csv`` is a
+    copy to read. The network is evaluated at the points given by ``ratios`` /
+    ``legacy_official``, which is how the plainly trained baseline is scored at the SDPoint
+    model's instances.
     """
-    from pathlib import Path
-
+    params = {k: v for k, v in locals().items() if k not in ("run_dir", "device")}
     from dynn.runs import atomic_write_text
-    from dynn.sdpoint.train import load_data, load_model
+    from dynn.sdpoint.train import finished_result, load_data, load_model, save_result
+    from dynn.train import weights_digest
 
-    path = Path(run_dir) / "instances.csv"
-    if path.exists():
-        print(f"instance table: reusing {path}")
-        return pd.read_csv(path, dtype={"point": str})
+    network = load_model(checkpoint)
+    params["weights_digest"] = weights_digest(network)  # the evaluated network, not just its path
+    saved = finished_result(run_dir, "instance_table", params)
+    if saved is not None:
+        return pd.DataFrame(saved["table"])
     device = torch.device(device)
-    model = with_points(load_model(checkpoint), ratios=ratios, legacy_official=legacy_official).to(device)
+    model = with_points(network, ratios=ratios, legacy_official=legacy_official).to(device)
     data = dict(dataset=dataset, data_root=data_root, resolution=resolution)
     splits = {
         "val": in_memory(load_data(split="val", limit=val_limit, **data)),
@@ -238,7 +244,8 @@ def instance_table(
         )
     ]
     table = pd.DataFrame(rows)
-    atomic_write_text(path, table.to_csv(index=False))
+    save_result(run_dir, "instance_table", params, {"table": table.to_dict("list")})
+    atomic_write_text(Path(run_dir) / "instances.csv", table.to_csv(index=False))
     return table
 
 

@@ -25,6 +25,8 @@ from dynn import CODE_VERSION
 from dynn.data import get_dataset
 from dynn.evaluate import calibration_batches
 from dynn.runs import atomic_torch_save
+from dynn.sdpoint.agent import DownsamplingEnv, SearchResult, search
+from dynn.sdpoint.evaluate import in_memory
 from dynn.sdpoint.model import SDPointNet, create
 from dynn.sdpoint.parameters import official_milestones
 from dynn.train import (
@@ -37,6 +39,7 @@ from dynn.train import (
     resolve_device,
     seed_everything,
     unwrap,
+    weights_digest,
 )
 
 
@@ -234,18 +237,14 @@ def train_agent(
     ``train_agent.ckpt`` and reused when the stage is called again with the same arguments.
     Returns a :class:`dynn.sdpoint.agent.SearchResult`.
     """
-    from dynn.sdpoint.agent import DownsamplingEnv, SearchResult, search
-    from dynn.sdpoint.evaluate import in_memory
-
     params = {k: v for k, v in locals().items() if k not in ("run_dir", "device", "progress")}
-    path = checkpoint_path(run_dir, "train_agent")
-    if path.exists():
-        saved = read_checkpoint(path)
-        check_checkpoint_origin(path, saved, params)
-        print(f"stage train_agent: finished earlier, reusing {path}")
-        return SearchResult.from_state_dict(saved["state"]["search"])
+    model = load_model(sdpoint_checkpoint)
+    params["weights_digest"] = weights_digest(model)  # the searched network, not just its path
+    saved = finished_result(run_dir, "train_agent", params)
+    if saved is not None:
+        return SearchResult.from_state_dict(saved["search"])
     device = resolve_device(device)
-    model = load_model(sdpoint_checkpoint).to(device)
+    model = model.to(device)
     data = dict(dataset=dataset, data_root=data_root, resolution=resolution)
     val = in_memory(load_data(split="val", limit=val_limit, **data))
     calibration = (
@@ -259,11 +258,29 @@ def train_agent(
         model, val, calibration=calibration, bn_mode="average", reward=reward, cost_weight=cost_weight, device=device
     )
     result = search(env, agent=agent, episodes=episodes, seed=seed, progress=progress)
+    save_result(run_dir, "train_agent", params, {"search": result.state_dict()})
+    return result
+
+
+def finished_result(run_dir: str | Path, stage: str, params: dict) -> dict | None:
+    """What a finished non-``fit`` stage (the agent's search, an instance table) saved in
+    ``<run_dir>/<stage>.ckpt``, or None. A file made with other arguments or another code
+    version is a :class:`dynn.train.CheckpointError` naming it (never silently reused)."""
+    path = checkpoint_path(run_dir, stage)
+    if not path.exists():
+        return None
+    saved = read_checkpoint(path)
+    check_checkpoint_origin(path, saved, params)
+    print(f"stage {stage}: finished earlier, reusing {path}")
+    return saved["state"]
+
+
+def save_result(run_dir: str | Path, stage: str, params: dict, state: dict) -> None:
+    """Save a non-``fit`` stage's result with its arguments and the code version (rank 0)."""
     if is_main_process():
         atomic_torch_save(
-            {"state": {"search": result.state_dict()}, "params": params, "code_version": CODE_VERSION}, path
+            {"state": state, "params": params, "code_version": CODE_VERSION}, checkpoint_path(run_dir, stage)
         )
-    return result
 
 
 STAGES = {"train": train, "train_baseline": train_baseline, "train_agent": train_agent}
