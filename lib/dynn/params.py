@@ -20,6 +20,7 @@ second cell within a second, before any heavy import, data or run directory.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -153,9 +154,18 @@ class Device:
 
 
 def run_rules() -> dict[str, Any]:
-    """The rules of the parameters every notebook shares (where it runs and writes)."""
+    """The rules of the parameters every paper notebook shares (where it runs, how it shows)."""
     return {"device": Device(), "seed": Number(min=0, integer=True), "nprocs": Number(min=1, integer=True),
-            "run_dir": Text(), "figures_dir": Text()}
+            "interactive": Flag(), "run_dir": Text(), "figures_dir": Text()}
+
+
+def data_rules(task: str, *, download: bool = True) -> dict[str, Any]:
+    """The rules of the data parameters: ``dataset`` (of ``task``), ``data_root`` (layout
+    checked), ``download`` (where the task has downloadable sets) and the three limits."""
+    rules = {"dataset": Choice(dataset_names(task=task)), "data_root": DataRoot(),
+             "train_limit": Number(min=0, integer=True), "val_limit": Number(min=0, integer=True),
+             "test_limit": Number(min=0, integer=True)}
+    return {**rules, "download": Flag()} if download else rules
 
 
 def dataset_names(task: str | None = None) -> list[str]:
@@ -175,7 +185,7 @@ def check(params: dict, spec: dict[str, Any]) -> dict:
             problems.append(f"parameter {name!r} is missing")
             continue
         value = params[name]
-        needs_params = isinstance(rule, (ExistingPath, DataRoot))
+        needs_params = "params" in inspect.signature(rule.problem).parameters  # rules that read others
         problem = rule.problem(value, params) if needs_params else rule.problem(value)
         if problem:
             problems.append(f"parameter {name!r} = {value!r}: {problem}")
