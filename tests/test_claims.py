@@ -1,4 +1,5 @@
 """Claims as data: intervals and verdicts that can fail."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Backbones by name and MACs measured by torch.utils.flop_counter against known counts."""
+
 import pytest
 import torch
 
@@ -58,12 +59,14 @@ def test_breakdown_sums_to_total_and_counts_only_what_runs():
     table = macs_by_module(model, x)
     parts = table["stem"] + sum(table[f"blocks.{i}"] for i in range(len(model.blocks))) + table["fc"]
     assert parts == table[""] == count_macs(model, x)
+
     # Running fewer blocks is counted as fewer MACs: the counter sees what executed.
     def half(inp):
         h = model.stem(inp)
         for i, b in enumerate(model.blocks):
             h = b(h) if i % 2 == 0 else b.shortcut(h)
         return model.forward_head(h)
+
     assert count_macs(half, x) < table[""]
 
 

@@ -1,4 +1,5 @@
 """Every notebook runs as a user would run it (papermill, its smoke parameters) and is committed clean."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ def test_notebook_is_clean_and_parametrized(path):
         assert cell.get("execution_count") is None, f"{path.name}: commit without execution counts"
     for line in code[0].source.splitlines():
         if "#" in line:
-            assert "=" not in line.split("#", 1)[1], f"{path.name}: papermill cannot parse '=' in a parameter comment: {line}"
+            assert "=" not in line.split("#", 1)[1], (
+                f"{path.name}: papermill cannot parse '=' in a parameter comment: {line}"
+            )
     params = papermill.inspect_notebook(str(path))
     for name, info in params.items():
         assert info["help"], f"{path.name}: parameter {name!r} needs a trailing comment (shown by --help-notebook)"
@@ -46,8 +49,14 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
     assert smoke.exists(), f"missing {smoke.relative_to(ROOT)}"
     params = yaml.safe_load(smoke.read_text()) or {}
     params.update(run_dir=str(tmp_path / "run"), figures_dir=str(tmp_path / "figures"))
-    papermill.execute_notebook(str(path), str(tmp_path / "executed.ipynb"), parameters=params,
-                               cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    papermill.execute_notebook(
+        str(path),
+        str(tmp_path / "executed.ipynb"),
+        parameters=params,
+        cwd=str(ROOT),
+        progress_bar=False,
+        kernel_name="python3",
+    )
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["points"], "results.json has no accuracy–cost points"
     for point in results["points"]:
@@ -61,8 +70,15 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
 # What JupyterLab writes when it opens a notebook and starts its kernel: committed this way,
 # opening a notebook does not mark it modified and autosave does not rewrite the file.
 JUPYTERLAB_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-JUPYTERLAB_LANGUAGE_INFO_KEYS = {"codemirror_mode", "file_extension", "mimetype", "name", "nbconvert_exporter",
-                                 "pygments_lexer", "version"}
+JUPYTERLAB_LANGUAGE_INFO_KEYS = {
+    "codemirror_mode",
+    "file_extension",
+    "mimetype",
+    "name",
+    "nbconvert_exporter",
+    "pygments_lexer",
+    "version",
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
@@ -82,9 +98,22 @@ def test_readme_papermill_example_leaves_the_checkout_clean(tmp_path):
     status = lambda: subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
     runs_before = set((ROOT / "runs").glob("resnet_baseline/*")) if (ROOT / "runs").exists() else set()
     before = status()
-    out = subprocess.run([sys.executable, "-m", "papermill", "notebooks/resnet_baseline.ipynb", str(tmp_path / "out.ipynb"),
-                          "-f", "params/resnet_baseline/smoke.yaml", "--no-progress-bar"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "notebooks/resnet_baseline.ipynb",
+            str(tmp_path / "out.ipynb"),
+            "-f",
+            "params/resnet_baseline/smoke.yaml",
+            "--no-progress-bar",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     created = set((ROOT / "runs").glob("resnet_baseline/*")) - runs_before
     try:
         assert out.returncode == 0, out.stderr[-2000:]

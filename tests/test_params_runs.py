@@ -1,6 +1,6 @@
 """The notebook contract: parameter errors, the Run object, keyed stages, no silent reuse."""
+
 import json
-import os
 import subprocess
 import sys
 
@@ -24,8 +24,19 @@ SPEC = {
     "run_dir": P.Text(),
     "figures_dir": P.Text(),
 }
-GOOD = dict(dataset="mnist5k", data_root="", download=False, gamma=5.0, epochs=2, ratios=[0.5, 0.75],
-            interactive=False, device="cpu", seed=0, run_dir="", figures_dir="")
+GOOD = dict(
+    dataset="mnist5k",
+    data_root="",
+    download=False,
+    gamma=5.0,
+    epochs=2,
+    ratios=[0.5, 0.75],
+    interactive=False,
+    device="cpu",
+    seed=0,
+    run_dir="",
+    figures_dir="",
+)
 
 
 @pytest.fixture
@@ -62,8 +73,15 @@ def test_data_root_layout_is_checked_at_validation_with_the_remedy(tmp_path):
     with pytest.raises(P.ParameterError, match="cifar-10-batches-py"):
         P.check(dict(GOOD, dataset="cifar10", data_root=str(tmp_path)), SPEC)  # exists, wrong layout
     (tmp_path / "cifar-10-batches-py").mkdir()
-    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
-                 "batches.meta"):
+    for name in (
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+        "data_batch_5",
+        "test_batch",
+        "batches.meta",
+    ):
         (tmp_path / "cifar-10-batches-py" / name).write_bytes(b"")
     P.check(dict(GOOD, dataset="cifar10", data_root=str(tmp_path)), SPEC)
     P.check(dict(GOOD, dataset="cifar10", data_root=str(tmp_path / "new"), download=True), SPEC)
@@ -78,11 +96,13 @@ def test_unknown_parameter_from_papermill_is_an_error():
 
 def test_validation_imports_nothing_heavy():
     """A typo must be reported within seconds: dynn.params and the method specs load no torch."""
-    code = ("import sys, importlib, dynn.params\n"
-            "for m in ['blockdrop', 'sdpoint', 'adaskip', 'dynamic_routing', 'slimmable', 'resnet_baseline']:\n"
-            "    importlib.import_module(f'dynn.{m}.parameters')\n"
-            "heavy = sorted(m for m in ('torch', 'torchvision', 'seaborn', 'matplotlib', 'pandas') if m in sys.modules)\n"
-            "print(heavy)\nassert not heavy, heavy\n")
+    code = (
+        "import sys, importlib, dynn.params\n"
+        "for m in ['blockdrop', 'sdpoint', 'adaskip', 'dynamic_routing', 'slimmable', 'resnet_baseline']:\n"
+        "    importlib.import_module(f'dynn.{m}.parameters')\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'seaborn', 'matplotlib', 'pandas') if m in sys.modules)\n"
+        "print(heavy)\nassert not heavy, heavy\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr + out.stdout
 
@@ -113,9 +133,14 @@ def test_ad_hoc_run_writes_figures_into_its_run_dir_of_the_current_checkout(chec
 
 def test_run_dir_of_other_parameters_is_refused_naming_them(checkout):
     first = runs.start("nb", dict(GOOD, gamma=1.0))
-    runs.write_results(first.dir, method="nb", dataset="mnist5k", metrics={"m": 1}, params=first.params,
-                       points=[{"label": "x", "accuracy": 90.0, "macs": 10, "role": "method", "series": "s",
-                                "selection": "fixed"}])
+    runs.write_results(
+        first.dir,
+        method="nb",
+        dataset="mnist5k",
+        metrics={"m": 1},
+        params=first.params,
+        points=[{"label": "x", "accuracy": 90.0, "macs": 10, "role": "method", "series": "s", "selection": "fixed"}],
+    )
     before = (first.dir / "results.json").read_text()
     with pytest.raises(P.ParameterError) as err:
         runs.start("nb", dict(GOOD, gamma=5.0, run_dir=str(first.dir)))
@@ -132,11 +157,23 @@ def test_unavailable_device_fails_before_any_directory(checkout):
 def _tiny_stage(*, run_dir, device, epochs, seed, lr=0.1):
     torch.manual_seed(seed)
     model = torch.nn.Linear(4, 2)
-    data = torch.utils.data.TensorDataset(torch.randn(32, 4, generator=torch.Generator().manual_seed(1)),
-                                          torch.arange(32) % 2)
-    train.fit(model, train.classification_step, data, epochs=epochs, batch_size=8, device=device, seed=seed,
-              optimizer=torch.optim.SGD(model.parameters(), lr=lr), run_dir=run_dir, stage="_tiny_stage",
-              params=dict(epochs=epochs, seed=seed, lr=lr), progress=True)
+    data = torch.utils.data.TensorDataset(
+        torch.randn(32, 4, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 2
+    )
+    train.fit(
+        model,
+        train.classification_step,
+        data,
+        epochs=epochs,
+        batch_size=8,
+        device=device,
+        seed=seed,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+        run_dir=run_dir,
+        stage="_tiny_stage",
+        params=dict(epochs=epochs, seed=seed, lr=lr),
+        progress=True,
+    )
     return model
 
 
@@ -175,15 +212,32 @@ def test_truncated_checkpoint_names_the_file_and_the_remedy(tmp_path):
 
 def test_results_points_carry_role_series_and_selection(tmp_path):
     with pytest.raises(ValueError, match="lacks"):
-        runs.write_results(tmp_path, method="m", dataset="d", metrics={}, params={},
-                            points=[{"label": "x", "accuracy": 1.0, "macs": 1}])
+        runs.write_results(
+            tmp_path,
+            method="m",
+            dataset="d",
+            metrics={},
+            params={},
+            points=[{"label": "x", "accuracy": 1.0, "macs": 1}],
+        )
     with pytest.raises(ValueError, match="role 'best'"):
-        runs.write_results(tmp_path, method="m", dataset="d", metrics={}, params={},
-                           points=[{"label": "x", "accuracy": 1.0, "macs": 1, "role": "best", "series": "s",
-                                    "selection": "fixed"}])
-    path = runs.write_results(tmp_path, method="m", dataset="d", metrics={"acc": 1.0}, params=GOOD, task="video",
-                              points=[{"label": "x", "accuracy": 90.0, "macs": 10, "role": "baseline",
-                                       "series": "s", "selection": "fixed"}])
+        runs.write_results(
+            tmp_path,
+            method="m",
+            dataset="d",
+            metrics={},
+            params={},
+            points=[{"label": "x", "accuracy": 1.0, "macs": 1, "role": "best", "series": "s", "selection": "fixed"}],
+        )
+    path = runs.write_results(
+        tmp_path,
+        method="m",
+        dataset="d",
+        metrics={"acc": 1.0},
+        params=GOOD,
+        task="video",
+        points=[{"label": "x", "accuracy": 90.0, "macs": 10, "role": "baseline", "series": "s", "selection": "fixed"}],
+    )
     results = json.loads(path.read_text())
     assert results["points"][0]["task"] == "video" and results["claims"] == []
     assert results["environment"]["code_version"]

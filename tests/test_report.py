@@ -1,4 +1,5 @@
 """The batch runner (manifest, seeds, stale runs, failures, a hung kernel) and the report notebook."""
+
 import json
 from pathlib import Path
 
@@ -16,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def _tiny_notebook(path: Path, body: str) -> None:
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = new_code_cell('accuracy: float = 90.0  # the accuracy to report\nseed: int = 0  # seed\n'
-                           'run_dir: str = ""  # output folder\nfigures_dir: str = ""  # figures folder')
+    params = new_code_cell(
+        "accuracy: float = 90.0  # the accuracy to report\nseed: int = 0  # seed\n"
+        'run_dir: str = ""  # output folder\nfigures_dir: str = ""  # figures folder'
+    )
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, new_code_cell(body)]
     nbformat.write(nb, path)
@@ -34,7 +37,8 @@ WRITE_RESULTS = (
     "run = dynn.runs.Run('good', {}, Path(run_dir), Path(figures_dir), 'cpu')\n"
     "point['deployed'] = run.save_deployed('a', torch.nn.Linear(4, 2), torch.randn(3, 4))\n"
     "dynn.runs.write_results(run_dir, method='good', dataset='digits', metrics={}, params={'seed': seed},\n"
-    "                        points=[point, base], claims=[claim])\n")
+    "                        points=[point, base], claims=[claim])\n"
+)
 
 
 @pytest.fixture
@@ -46,7 +50,8 @@ def workbook(tmp_path):
     _tiny_notebook(tmp_path / "notebooks" / "hung.ipynb", "import time\ntime.sleep(600)")
     (tmp_path / "params" / "good").mkdir(parents=True)
     (tmp_path / "params" / "good" / "report.yaml").write_text(
-        yaml.safe_dump({"runs": [{}, {"accuracy": 50.0}], "seeds": [0, 1]}))
+        yaml.safe_dump({"runs": [{}, {"accuracy": 50.0}], "seeds": [0, 1]})
+    )
     return tmp_path
 
 
@@ -55,18 +60,39 @@ def _stale_and_orphan(workbook: Path, defaults_run: Path) -> None:
     for run_dir, version in ((defaults_run, "0.0.1"), (workbook / "runs" / "good" / "handmade", CODE_VERSION)):
         run_dir.mkdir(parents=True)
         (run_dir / "executed.ipynb").write_text("{}")
-        (run_dir / "results.json").write_text(json.dumps({
-            "points": [{"label": "stale", "accuracy": 12.3, "macs": 1, "role": "method", "series": "s",
-                        "selection": "validation", "task": "classification"}],
-            "environment": {"code_version": version, "git_sha": "old"}, "params": {}, "claims": []}))
+        (run_dir / "results.json").write_text(
+            json.dumps(
+                {
+                    "points": [
+                        {
+                            "label": "stale",
+                            "accuracy": 12.3,
+                            "macs": 1,
+                            "role": "method",
+                            "series": "s",
+                            "selection": "validation",
+                            "task": "classification",
+                        }
+                    ],
+                    "environment": {"code_version": version, "git_sha": "old"},
+                    "params": {},
+                    "claims": [],
+                }
+            )
+        )
 
 
 @pytest.mark.slow
 def test_runner_writes_a_manifest_isolates_failures_and_never_reads_stale_runs(workbook, tmp_path, capsys):
     planned = report.plan(workbook)
     assert [(r.notebook, r.overrides) for r in planned] == [
-        ("bad", {}), ("good", {}), ("good", {"seed": 1}), ("good", {"accuracy": 50.0}),
-        ("good", {"accuracy": 50.0, "seed": 1}), ("hung", {})]
+        ("bad", {}),
+        ("good", {}),
+        ("good", {"seed": 1}),
+        ("good", {"accuracy": 50.0}),
+        ("good", {"accuracy": 50.0, "seed": 1}),
+        ("hung", {}),
+    ]
     assert planned[1].figures_dir == workbook / "figures" / "good"  # defaults, seed 0: the committed gallery
     assert planned[2].figures_dir == planned[2].run_dir / "figures"  # every other run keeps its own
     _stale_and_orphan(workbook, planned[1].run_dir)
@@ -98,9 +124,17 @@ def test_runner_writes_a_manifest_isolates_failures_and_never_reads_stale_runs(w
         report.plan(workbook)
 
     # the report notebook reads the manifest's runs and writes the claims table
-    papermill.execute_notebook(str(ROOT / "notebooks" / "report.ipynb"), str(tmp_path / "r.ipynb"),
-                               parameters={"runs_dir": str(workbook / "runs"), "run_dir": str(tmp_path / "rep"),
-                                           "figures_dir": str(tmp_path / "fig")}, progress_bar=False, cwd=str(ROOT))
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "report.ipynb"),
+        str(tmp_path / "r.ipynb"),
+        parameters={
+            "runs_dir": str(workbook / "runs"),
+            "run_dir": str(tmp_path / "rep"),
+            "figures_dir": str(tmp_path / "fig"),
+        },
+        progress_bar=False,
+        cwd=str(ROOT),
+    )
     assert "small-scale" in (tmp_path / "rep" / "summary.md").read_text()
     claims_md = (tmp_path / "fig" / "claims.md").read_text()
     assert "a beats b" in claims_md and "✓" in claims_md

@@ -1,4 +1,5 @@
 """The trainer: determinism, resume after interruption, checkpoint errors, DDP on 2 CPU processes."""
+
 import pandas as pd
 import pytest
 import torch
@@ -19,8 +20,19 @@ def _setup(seed=0):
 
 def _fit(run_dir, step_fn=train.classification_step):
     data, model, opt, sched = _setup()
-    history = train.fit(model, step_fn, data, epochs=3, optimizer=opt, scheduler=sched, batch_size=32,
-                        run_dir=run_dir, stage="s", seed=7, progress=False)
+    history = train.fit(
+        model,
+        step_fn,
+        data,
+        epochs=3,
+        optimizer=opt,
+        scheduler=sched,
+        batch_size=32,
+        run_dir=run_dir,
+        stage="s",
+        seed=7,
+        progress=False,
+    )
     return model, history
 
 
@@ -53,8 +65,10 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
 
 def test_finished_stage_is_not_retrained(tmp_path):
     _fit(tmp_path)
+
     def never(model, batch):
         raise AssertionError("a finished stage must not train again")
+
     _, history = _fit(tmp_path, never)
     assert len(history) == 3
 
@@ -98,19 +112,49 @@ def test_method_state_is_saved_in_the_checkpoint_and_restored_on_resume(tmp_path
 
     data, model, opt, sched = _setup()
     with pytest.raises(KeyboardInterrupt):
-        train.fit(model, counting_step, data, epochs=3, optimizer=opt, batch_size=32, run_dir=tmp_path,
-                  stage="s", state={"counter": counter}, progress=False)
+        train.fit(
+            model,
+            counting_step,
+            data,
+            epochs=3,
+            optimizer=opt,
+            batch_size=32,
+            run_dir=tmp_path,
+            stage="s",
+            state={"counter": counter},
+            progress=False,
+        )
     resumed = Counter()  # a fresh object, as in a new kernel
     data, model, opt, sched = _setup()
-    train.fit(model, train.classification_step, data, epochs=3, optimizer=opt, batch_size=32, run_dir=tmp_path,
-              stage="s", state={"counter": resumed}, progress=False)
+    train.fit(
+        model,
+        train.classification_step,
+        data,
+        epochs=3,
+        optimizer=opt,
+        batch_size=32,
+        run_dir=tmp_path,
+        stage="s",
+        state={"counter": resumed},
+        progress=False,
+    )
     assert resumed.steps == 6  # the count at the end of epoch 1, restored from the checkpoint
 
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_gives_the_same_weights_on_every_rank(tmp_path):
-    stage = dict(model="cifar_resnet8", base_width=4, dataset="digits", resolution=8, train_limit=128, epochs=2,
-                 batch_size=16, lr=0.05, weight_decay=0.0, seed=0)
+    stage = dict(
+        model="cifar_resnet8",
+        base_width=4,
+        dataset="digits",
+        resolution=8,
+        train_limit=128,
+        epochs=2,
+        batch_size=16,
+        lr=0.05,
+        weight_decay=0.0,
+        seed=0,
+    )
     digests = train.run_elastic(runs.stage_entry, 2, train_static, str(tmp_path), "cpu", stage)
     assert sorted(digests) == [0, 1]
     assert digests[0] == pytest.approx(digests[1], rel=1e-6)

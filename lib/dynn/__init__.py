@@ -8,6 +8,7 @@ Submodules load on first use (``dynn.train``, ``dynn.blockdrop``, ...): a notebo
 validation cell imports only :mod:`dynn.params` and its method's ``parameters`` module,
 so a typo in a parameter is reported before torch is even imported.
 """
+
 import importlib
 
 __version__ = "0.2.0"
@@ -16,12 +17,29 @@ __version__ = "0.2.0"
 # (not silently reused), because what a stage computes may have changed.
 CODE_VERSION = __version__
 
-_SUBMODULES = frozenset({
-    "adaskip", "blockdrop", "claims", "data", "evaluate", "flops", "lazy", "models", "params",
-    "plots", "published", "report", "resnet_baseline", "results", "dynamic_routing", "runs", "sdpoint",
-    "slimmable",
-    "train",
-})
+_SUBMODULES = frozenset(
+    {
+        "adaskip",
+        "blockdrop",
+        "claims",
+        "data",
+        "evaluate",
+        "flops",
+        "lazy",
+        "models",
+        "params",
+        "plots",
+        "published",
+        "report",
+        "resnet_baseline",
+        "results",
+        "dynamic_routing",
+        "runs",
+        "sdpoint",
+        "slimmable",
+        "train",
+    }
+)
 
 
 def __getattr__(name: str):

@@ -13,6 +13,7 @@ built with :func:`claim`, ``holds`` decided by a rule the notebook states in wor
 A claim that does not hold stays in the table; the report gathers all of them in
 ``figures/report/claims.md``.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,9 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     return mean, mean - half, mean + half
 
 
-def paired_bootstrap(differences: Sequence[float], *, resamples: int = 2000, seed: int = 0,
-                     confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+def paired_bootstrap(
+    differences: Sequence[float], *, resamples: int = 2000, seed: int = 0, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
     """``(mean, low, high)`` of a per-item paired difference by the percentile bootstrap."""
     d = np.asarray(differences, float)
     rng = np.random.default_rng(seed)
@@ -54,9 +56,19 @@ def verdict(low: float, high: float, threshold: float = 0.0, *, above: bool = Tr
     return True if high < threshold else False if low > threshold else None
 
 
-def claim(id: str, statement: str, *, paper: str, value: float | None, ci: Sequence[float] | None,
-          holds: bool | None, rule: str, unit: str = "", threshold: float | None = None,
-          above: bool = True) -> dict:
+def claim(
+    id: str,
+    statement: str,
+    *,
+    paper: str,
+    value: float | None,
+    ci: Sequence[float] | None,
+    holds: bool | None,
+    rule: str,
+    unit: str = "",
+    threshold: float | None = None,
+    above: bool = True,
+) -> dict:
     """One row of the claims table (what ``results.json`` stores and the report prints).
 
     ``threshold``/``above``: where the rule is "the interval lies above (below) threshold",
@@ -64,10 +76,18 @@ def claim(id: str, statement: str, *, paper: str, value: float | None, ci: Seque
     """
     if holds not in (True, False, None):
         raise ValueError(f"claim {id!r}: holds must be True, False or None, got {holds!r}")
-    return {"id": id, "statement": statement, "paper": paper,
-            "value": None if value is None else float(value),
-            "ci": None if ci is None else [float(c) for c in ci],
-            "holds": holds, "rule": rule, "unit": unit, "threshold": threshold, "above": above}
+    return {
+        "id": id,
+        "statement": statement,
+        "paper": paper,
+        "value": None if value is None else float(value),
+        "ci": None if ci is None else [float(c) for c in ci],
+        "holds": holds,
+        "rule": rule,
+        "unit": unit,
+        "threshold": threshold,
+        "above": above,
+    }
 
 
 def mark(holds: bool | None) -> str:
@@ -76,16 +96,26 @@ def mark(holds: bool | None) -> str:
 
 def claims_markdown(table) -> str:
     """The report's claims table (``figures/report/claims.md``): ✓ / ✗ / ? per claim."""
-    lines = ["| notebook | run | claim | paper | ours | 95 % interval | seeds | holds | rule |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| notebook | run | claim | paper | ours | 95 % interval | seeds | holds | rule |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, c in table.iterrows():
         ci = c.get("ci")
-        interval = (f"[{ci[0]:.3g}, {ci[1]:.3g}]" if isinstance(ci, (list, tuple)) and len(ci) == 2
-                    and not any(map(math.isnan, ci)) else "—")
-        value = "—" if c.get("value") is None or (isinstance(c["value"], float) and math.isnan(c["value"])) \
+        interval = (
+            f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+            if isinstance(ci, (list, tuple)) and len(ci) == 2 and not any(map(math.isnan, ci))
+            else "—"
+        )
+        value = (
+            "—"
+            if c.get("value") is None or (isinstance(c["value"], float) and math.isnan(c["value"]))
             else f"{c['value']:.3g}{(' ' + c['unit']) if c.get('unit') else ''}"
-        lines.append(f"| {c['notebook']} | {c.get('parameters', '')} | {c['statement']} | {c['paper']} | {value} | "
-                     f"{interval} | {c.get('seeds', 1)} | {mark(c['holds'])} | {c['rule']} |")
+        )
+        lines.append(
+            f"| {c['notebook']} | {c.get('parameters', '')} | {c['statement']} | {c['paper']} | {value} | "
+            f"{interval} | {c.get('seeds', 1)} | {mark(c['holds'])} | {c['rule']} |"
+        )
     if len(lines) == 2:
         lines.append("| — | — | no notebook has written claims yet | — | — | — | — | ? | — |")
     return "\n".join(lines) + "\n"

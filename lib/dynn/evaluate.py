@@ -9,6 +9,7 @@ One place for the two things that several methods used to write for themselves:
   calibration batches (``torch.optim.swa_utils.update_bn``), what SDPoint and the slimmable
   networks do before scoring a configuration whose statistics were never accumulated.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterable
@@ -22,8 +23,14 @@ from dynn.data import make_loader
 
 
 @torch.no_grad()
-def evaluate_classifier(model: nn.Module, data, *, batch_size: int = 256, device="cpu",
-                        forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
+def evaluate_classifier(
+    model: nn.Module,
+    data,
+    *,
+    batch_size: int = 256,
+    device="cpu",
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict:
     """Top-1 / top-5 accuracy (in %), mean cross-entropy and per-image ``correct`` (bool array).
 
     ``forward`` defaults to ``model``; the model is put in eval mode either way.
@@ -40,8 +47,12 @@ def evaluate_classifier(model: nn.Module, data, *, batch_size: int = 256, device
         in_top5.append((top == y[:, None]).any(1).cpu())
     correct_all = torch.cat(correct).numpy()
     n = max(len(correct_all), 1)
-    return {"top1": 100.0 * correct_all.mean(), "top5": 100.0 * float(torch.cat(in_top5).float().mean()),
-            "loss": loss_sum / n, "correct": correct_all}
+    return {
+        "top1": 100.0 * correct_all.mean(),
+        "top5": 100.0 * float(torch.cat(in_top5).float().mean()),
+        "loss": loss_sum / n,
+        "correct": correct_all,
+    }
 
 
 class _Forward(nn.Module):
@@ -56,8 +67,9 @@ class _Forward(nn.Module):
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable, *, device="cpu",
-                   forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> nn.Module:
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable, *, device="cpu", forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> nn.Module:
     """Reset every BatchNorm's running statistics and re-estimate them as a true average.
 
     ``batches`` yields image tensors or ``(images, labels)``; ``forward`` (default

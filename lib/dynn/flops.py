@@ -10,6 +10,7 @@ Latency comes from :mod:`torch.utils.benchmark` (warm-up, repeated blocks, media
 the thread count and device recorded, because MACs are what papers report but latency is
 what users feel.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -107,7 +108,10 @@ def _batch_of(inputs: tuple) -> int:
 
 
 def measure_latency(
-    fn: Callable, *inputs: Any, min_run_time: float = 0.5, warmup: int = 2,
+    fn: Callable,
+    *inputs: Any,
+    min_run_time: float = 0.5,
+    warmup: int = 2,
     num_threads: int | None = None,
 ) -> Latency:
     """Median latency of ``fn(*inputs)`` under ``torch.no_grad`` (ms).
@@ -129,13 +133,18 @@ def measure_latency(
     timer = benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads)
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return Latency(
-        median_ms=m.median * 1e3, iqr_ms=m.iqr * 1e3, runs=len(m.times),
-        threads=threads, device=_device_of(inputs), batch=_batch_of(inputs),
+        median_ms=m.median * 1e3,
+        iqr_ms=m.iqr * 1e3,
+        runs=len(m.times),
+        threads=threads,
+        device=_device_of(inputs),
+        batch=_batch_of(inputs),
     )
 
 
-def compare_latency(calls: dict[str, tuple[Callable, tuple]], *, rounds: int = 4,
-                    min_run_time: float = 0.3, warmup: int = 2) -> list[dict]:
+def compare_latency(
+    calls: dict[str, tuple[Callable, tuple]], *, rounds: int = 4, min_run_time: float = 0.3, warmup: int = 2
+) -> list[dict]:
     """Time several ``name -> (fn, inputs)`` calls interleaved, ``rounds`` times each.
 
     The one latency helper of the workbook. Timings on a shared machine drift, so the calls
@@ -151,7 +160,16 @@ def compare_latency(calls: dict[str, tuple[Callable, tuple]], *, rounds: int = 4
     rows = []
     for name, measured in per_round.items():
         medians = sorted(m.median_ms for m in measured)
-        rows.append({"name": name, "median_ms": float(np.median(medians)), "best_ms": medians[0],
-                     "spread_ms": medians[-1] - medians[0], "rounds": rounds, "batch": measured[0].batch,
-                     "threads": measured[0].threads, "device": measured[0].device})
+        rows.append(
+            {
+                "name": name,
+                "median_ms": float(np.median(medians)),
+                "best_ms": medians[0],
+                "spread_ms": medians[-1] - medians[0],
+                "rounds": rounds,
+                "batch": measured[0].batch,
+                "threads": measured[0].threads,
+                "device": measured[0].device,
+            }
+        )
     return rows

@@ -4,6 +4,7 @@ A notebook's validation cell imports ``dynn.<method>.parameters`` only; the pack
 modules (torch, torchvision) load when first used (``bd.train``), so a typo in a parameter
 is reported within a second.
 """
+
 from __future__ import annotations
 
 import importlib

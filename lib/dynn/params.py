@@ -18,6 +18,7 @@ This module imports neither torch nor the data builders: each method keeps its n
 spec in a light ``dynn/<method>/parameters.py``, so validation runs in the notebook's
 second cell within a second, before any heavy import, data or run directory.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -155,16 +156,26 @@ class Device:
 
 def run_rules() -> dict[str, Any]:
     """The rules of the parameters every paper notebook shares (where it runs, how it shows)."""
-    return {"device": Device(), "seed": Number(min=0, integer=True), "nprocs": Number(min=1, integer=True),
-            "interactive": Flag(), "run_dir": Text(), "figures_dir": Text()}
+    return {
+        "device": Device(),
+        "seed": Number(min=0, integer=True),
+        "nprocs": Number(min=1, integer=True),
+        "interactive": Flag(),
+        "run_dir": Text(),
+        "figures_dir": Text(),
+    }
 
 
 def data_rules(task: str, *, download: bool = True) -> dict[str, Any]:
     """The rules of the data parameters: ``dataset`` (of ``task``), ``data_root`` (layout
     checked), ``download`` (where the task has downloadable sets) and the three limits."""
-    rules = {"dataset": Choice(dataset_names(task=task)), "data_root": DataRoot(),
-             "train_limit": Number(min=0, integer=True), "val_limit": Number(min=0, integer=True),
-             "test_limit": Number(min=0, integer=True)}
+    rules = {
+        "dataset": Choice(dataset_names(task=task)),
+        "data_root": DataRoot(),
+        "train_limit": Number(min=0, integer=True),
+        "val_limit": Number(min=0, integer=True),
+        "test_limit": Number(min=0, integer=True),
+    }
     return {**rules, "download": Flag()} if download else rules
 
 

@@ -3,6 +3,7 @@
 Figures are saved as PNG into a notebook's ``figures_dir`` (atomically) so that the report
 and the README gallery always show complete files.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,9 +39,18 @@ def pareto_front(cost: Sequence[float], quality: Sequence[float]) -> np.ndarray:
 
 
 def plot_accuracy_vs_cost(
-    table: pd.DataFrame, *, x: str = "macs", y: str = "accuracy", hue: str = "label",
-    ax=None, front: bool = True, xlabel: str | None = None, ylabel: str = "top-1 accuracy (%)",
-    title: str | None = None, annotate: str | None = None, style: str | None = None,
+    table: pd.DataFrame,
+    *,
+    x: str = "macs",
+    y: str = "accuracy",
+    hue: str = "label",
+    ax=None,
+    front: bool = True,
+    xlabel: str | None = None,
+    ylabel: str = "top-1 accuracy (%)",
+    title: str | None = None,
+    annotate: str | None = None,
+    style: str | None = None,
 ):
     """Scatter of accuracy vs cost per ``hue`` group, each group's Pareto front as a line."""
     set_style()
@@ -57,8 +67,9 @@ def plot_accuracy_vs_cost(
             ax.plot(pts[x], pts[y], "-", color=palette[key], alpha=0.6, lw=1.5)
     if annotate:
         for _, row in table.iterrows():
-            ax.annotate(str(row[annotate]), (row[x], row[y]), fontsize=7, alpha=0.7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(row[annotate]), (row[x], row[y]), fontsize=7, alpha=0.7, xytext=(3, 3), textcoords="offset points"
+            )
     ax.set_xlabel(xlabel or ("MACs per image" if x == "macs" else x))
     ax.set_ylabel(ylabel)
     if title:
@@ -67,17 +78,36 @@ def plot_accuracy_vs_cost(
     return ax
 
 
-def heatmap(matrix, *, xlabels: Iterable | None = None, ylabels: Iterable | None = None,
-            ax=None, cmap: str = "viridis", title: str | None = None, annot: bool = False,
-            fmt: str = ".1f", cbar_label: str | None = None, vmin=None, vmax=None):
+def heatmap(
+    matrix,
+    *,
+    xlabels: Iterable | None = None,
+    ylabels: Iterable | None = None,
+    ax=None,
+    cmap: str = "viridis",
+    title: str | None = None,
+    annot: bool = False,
+    fmt: str = ".1f",
+    cbar_label: str | None = None,
+    vmin=None,
+    vmax=None,
+):
     """Labelled heatmap (policies: samples × blocks; accuracy: point × ratio; routes...)."""
     set_style()
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    sns.heatmap(np.asarray(matrix), ax=ax, cmap=cmap, annot=annot, fmt=fmt, vmin=vmin, vmax=vmax,
-                xticklabels=list(xlabels) if xlabels is not None else "auto",
-                yticklabels=list(ylabels) if ylabels is not None else "auto",
-                cbar_kws={"label": cbar_label} if cbar_label else None)
+    sns.heatmap(
+        np.asarray(matrix),
+        ax=ax,
+        cmap=cmap,
+        annot=annot,
+        fmt=fmt,
+        vmin=vmin,
+        vmax=vmax,
+        xticklabels=list(xlabels) if xlabels is not None else "auto",
+        yticklabels=list(ylabels) if ylabels is not None else "auto",
+        cbar_kws={"label": cbar_label} if cbar_label else None,
+    )
     if title:
         ax.set_title(title)
     return ax

@@ -6,6 +6,7 @@ with ``notebook``, ``setting``, ``metric``, ``value``, ``baseline_value``, ``cos
 side. They come from full-scale training (CIFAR-10, ImageNet, ActivityNet, Cityscapes) and
 sit next to this workbook's small-scale numbers only for orientation.
 """
+
 import importlib
 
 METHODS = ("blockdrop", "sdpoint", "adaskip", "dynamic_routing", "slimmable")

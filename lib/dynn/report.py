@@ -22,6 +22,7 @@ lists as finished, never whatever else lies under ``runs/``. The defaults run of
 writes the committed gallery (``figures/<notebook>/``); every other run keeps its figures
 in its run directory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,16 +134,30 @@ def execute(run: PlannedRun, root: Path, *, force: bool, timeout: float, threads
         shutil.rmtree(run.run_dir, ignore_errors=True)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     parameters = run.run_dir / "report_parameters.yaml"
-    atomic_write_text(parameters, yaml.safe_dump(
-        {**run.overrides, "run_dir": str(run.run_dir), "figures_dir": str(run.figures_dir)}))
-    command = [sys.executable, "-m", "papermill", str(root / "notebooks" / f"{run.notebook}.ipynb"),
-               str(run.executed), "-f", str(parameters), "--cwd", str(root), "-k", "python3",
-               "--no-progress-bar", "--log-output"]
+    atomic_write_text(
+        parameters, yaml.safe_dump({**run.overrides, "run_dir": str(run.run_dir), "figures_dir": str(run.figures_dir)})
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(root / "notebooks" / f"{run.notebook}.ipynb"),
+        str(run.executed),
+        "-f",
+        str(parameters),
+        "--cwd",
+        str(root),
+        "-k",
+        "python3",
+        "--no-progress-bar",
+        "--log-output",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     with open(run.log, "w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
-                                start_new_session=True)  # its own process group: the kernel dies with it
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+        )  # its own process group: the kernel dies with it
         try:
             code = proc.wait(timeout=timeout)
             run.status = "ok" if code == 0 else "failed"
@@ -166,24 +181,43 @@ def _last_error(log: Path) -> str:
 
 
 def write_manifest(runs: list[PlannedRun], root: Path) -> Path:
-    entries = [{
-        "notebook": r.notebook, "parameters": r.overrides, "run_dir": str(r.run_dir.relative_to(root)),
-        "figures_dir": str(r.figures_dir.relative_to(root)), "status": r.status, "seconds": round(r.seconds, 1),
-        "error": r.error, "code_version": CODE_VERSION, "git_sha": r.made_by,
-        "code_changed": bool(r.made_by and r.made_by not in ("unknown", git_sha())),
-    } for r in runs]
-    return atomic_write_text(root / "runs" / MANIFEST, json.dumps(
-        {"code_version": CODE_VERSION, "git_sha": git_sha(), "runs": entries}, indent=2))
+    entries = [
+        {
+            "notebook": r.notebook,
+            "parameters": r.overrides,
+            "run_dir": str(r.run_dir.relative_to(root)),
+            "figures_dir": str(r.figures_dir.relative_to(root)),
+            "status": r.status,
+            "seconds": round(r.seconds, 1),
+            "error": r.error,
+            "code_version": CODE_VERSION,
+            "git_sha": r.made_by,
+            "code_changed": bool(r.made_by and r.made_by not in ("unknown", git_sha())),
+        }
+        for r in runs
+    ]
+    return atomic_write_text(
+        root / "runs" / MANIFEST,
+        json.dumps({"code_version": CODE_VERSION, "git_sha": git_sha(), "runs": entries}, indent=2),
+    )
 
 
 def summary_table(runs: list[PlannedRun], root: Path) -> str:
     import pandas as pd
 
-    table = pd.DataFrame([{
-        "notebook": r.notebook, "parameters": r.describe(), "status": r.status,
-        "time_s": round(r.seconds, 1), "run": str(r.run_dir.relative_to(root)),
-        "error": r.error,
-    } for r in runs])
+    table = pd.DataFrame(
+        [
+            {
+                "notebook": r.notebook,
+                "parameters": r.describe(),
+                "status": r.status,
+                "time_s": round(r.seconds, 1),
+                "run": str(r.run_dir.relative_to(root)),
+                "error": r.error,
+            }
+            for r in runs
+        ]
+    )
     return table.to_string(index=False)
 
 
@@ -209,17 +243,22 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root / "runs" / name, ignore_errors=True)
     started = time.perf_counter()
     threads = max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
-    print(f"{len(runs)} runs, {args.jobs} at a time, {threads} torch thread(s) each, "
-          f"time limit {args.timeout:.0f} s per run", flush=True)
+    print(
+        f"{len(runs)} runs, {args.jobs} at a time, {threads} torch thread(s) each, "
+        f"time limit {args.timeout:.0f} s per run",
+        flush=True,
+    )
     write_manifest(runs, root)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(execute, r, root, force=args.force, timeout=args.timeout, threads=threads)
-                   for r in runs]
+        futures = [pool.submit(execute, r, root, force=args.force, timeout=args.timeout, threads=threads) for r in runs]
         for done, future in enumerate(as_completed(futures), 1):
             r = future.result()
             note = f" (made at {r.made_by})" if r.status == "reused" else f" in {r.seconds:.0f} s"
-            print(f"[{done}/{len(runs)}] {r.notebook} ({r.describe()}): {r.status}{note}"
-                  + (f": {r.error}" if r.error else ""), flush=True)
+            print(
+                f"[{done}/{len(runs)}] {r.notebook} ({r.describe()}): {r.status}{note}"
+                + (f": {r.error}" if r.error else ""),
+                flush=True,
+            )
             write_manifest(runs, root)
     if not args.skip_report:
         report = PlannedRun(REPORT_NOTEBOOK, {}, root / "runs" / REPORT_NOTEBOOK, root / "figures" / REPORT_NOTEBOOK)
@@ -232,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + summary)
     everything = [*runs, *([report] if report else [])]
     failed = [r for r in everything if r.status in ("failed", "timeout")]
-    print(f"\ntotal {time.perf_counter() - started:.0f} s; {len(everything) - len(failed)} ok or reused, "
-          f"{len(failed)} failed")
+    print(
+        f"\ntotal {time.perf_counter() - started:.0f} s; {len(everything) - len(failed)} ok or reused, "
+        f"{len(failed)} failed"
+    )
     return 1 if failed else 0
 
 

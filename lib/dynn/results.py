@@ -7,6 +7,7 @@ carries its ``role`` (method / baseline / ablation / reference), ``series`` and 
 operating point was chosen (``selection``), so the report draws by role, and a sixth method
 needs no edit here.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,24 @@ def runs_table(entries: list[dict]) -> pd.DataFrame:
     rows = []
     for e in entries:
         r = e["results"]
-        rows.append({"notebook": e["notebook"], "run": e["run_dir"], "group": _group(e),
-                     "parameters": ", ".join(f"{k}={v}" for k, v in e["parameters"].items()) or "defaults",
-                     "seed": r.get("params", {}).get("seed"), "status": e["status"], "seconds": e["seconds"],
-                     "code_changed": e.get("code_changed", False), "dataset": r.get("dataset"),
-                     **{f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()
-                        if isinstance(v, (int, float, str, bool)) or v is None}})
+        rows.append(
+            {
+                "notebook": e["notebook"],
+                "run": e["run_dir"],
+                "group": _group(e),
+                "parameters": ", ".join(f"{k}={v}" for k, v in e["parameters"].items()) or "defaults",
+                "seed": r.get("params", {}).get("seed"),
+                "status": e["status"],
+                "seconds": e["seconds"],
+                "code_changed": e.get("code_changed", False),
+                "dataset": r.get("dataset"),
+                **{
+                    f"metric.{k}": v
+                    for k, v in (r.get("metrics") or {}).items()
+                    if isinstance(v, (int, float, str, bool)) or v is None
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -67,8 +80,16 @@ def points_table(entries: list[dict]) -> pd.DataFrame:
     for e in entries:
         r = e["results"]
         for p in r.get("points", []):
-            rows.append({"notebook": e["notebook"], "run": e["run_dir"], "group": _group(e),
-                         "dataset": r.get("dataset"), "seed": r.get("params", {}).get("seed"), **p})
+            rows.append(
+                {
+                    "notebook": e["notebook"],
+                    "run": e["run_dir"],
+                    "group": _group(e),
+                    "dataset": r.get("dataset"),
+                    "seed": r.get("params", {}).get("seed"),
+                    **p,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -82,8 +103,16 @@ def aggregate_seeds(points: pd.DataFrame, value: str = "accuracy") -> pd.DataFra
     for key, g in points.groupby(keys, dropna=False, sort=False):
         mean, low, high = t_interval(g[value].to_numpy())
         row = dict(zip(keys, key))
-        row.update({value: mean, f"{value}_low": low, f"{value}_high": high, "seeds": len(g),
-                    "macs": float(g["macs"].mean()), "dataset": g["dataset"].iloc[0]})
+        row.update(
+            {
+                value: mean,
+                f"{value}_low": low,
+                f"{value}_high": high,
+                "seeds": len(g),
+                "macs": float(g["macs"].mean()),
+                "dataset": g["dataset"].iloc[0],
+            }
+        )
         if "latency_ms" in g:
             row["latency_ms"] = float(g["latency_ms"].mean())
         rows.append(row)
@@ -111,12 +140,19 @@ def claims_table(entries: list[dict]) -> pd.DataFrame:
     rows = []
     for e in entries:
         for c in e["results"].get("claims", []) or []:
-            rows.append({"notebook": e["notebook"], "group": _group(e),
-                         "parameters": ", ".join(f"{k}={v}" for k, v in e["parameters"].items() if k != "seed")
-                         or "defaults", **c})
+            rows.append(
+                {
+                    "notebook": e["notebook"],
+                    "group": _group(e),
+                    "parameters": ", ".join(f"{k}={v}" for k, v in e["parameters"].items() if k != "seed")
+                    or "defaults",
+                    **c,
+                }
+            )
     if not rows:
-        return pd.DataFrame(columns=["notebook", "parameters", "id", "statement", "paper", "value", "ci",
-                                     "holds", "rule", "seeds"])
+        return pd.DataFrame(
+            columns=["notebook", "parameters", "id", "statement", "paper", "value", "ci", "holds", "rule", "seeds"]
+        )
     table = pd.DataFrame(rows)
     out = []
     for _, g in table.groupby(["notebook", "group", "id"], sort=False):
@@ -136,8 +172,9 @@ def claims_table(entries: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def retime_deployed(entries: list[dict], *, batch: int = 64, images: int = 8, rounds: int = 4,
-                    min_run_time: float = 0.2) -> pd.DataFrame:
+def retime_deployed(
+    entries: list[dict], *, batch: int = 64, images: int = 8, rounds: int = 4, min_run_time: float = 0.2
+) -> pd.DataFrame:
     """Time every deployed point of every run again, here, in one process, interleaved.
 
     Each notebook times its own points, but notebooks run at different moments on a shared
@@ -177,7 +214,15 @@ def retime_deployed(entries: list[dict], *, batch: int = 64, images: int = 8, ro
         timed = compare_latency({str(k): v for k, v in calls.items()}, rounds=rounds, min_run_time=min_run_time)
         for key, row in zip(calls, timed):
             n = min(per_image, len(loaded[key][1])) if size == 1 else per_image
-            rows.append({"notebook": key[0], "run": key[1], "label": key[2], "batch": size,
-                         "median_ms": row["median_ms"] / n, "spread_ms": row["spread_ms"] / n,
-                         "threads": row["threads"]})
+            rows.append(
+                {
+                    "notebook": key[0],
+                    "run": key[1],
+                    "label": key[2],
+                    "batch": size,
+                    "median_ms": row["median_ms"] / n,
+                    "spread_ms": row["spread_ms"] / n,
+                    "threads": row["threads"],
+                }
+            )
     return pd.DataFrame(rows)

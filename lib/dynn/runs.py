@@ -18,6 +18,7 @@ A run directory that already holds another parameter set is refused with the dif
 parameters named (never overwritten); a reused or resumed stage says so. Every file is
 written to a temporary name and renamed, so an interrupted run leaves no half-written file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -96,15 +97,19 @@ def repo_root() -> Path:
 
 def _differences(old: dict, new: dict, ignore: frozenset) -> list[str]:
     names = sorted((set(old) | set(new)) - ignore)
-    return [f"{n}: {old.get(n, '<absent>')!r} there, {new.get(n, '<absent>')!r} now"
-            for n in names if _plain(old.get(n)) != _plain(new.get(n))]
+    return [
+        f"{n}: {old.get(n, '<absent>')!r} there, {new.get(n, '<absent>')!r} now"
+        for n in names
+        if _plain(old.get(n)) != _plain(new.get(n))
+    ]
 
 
 # ---------------------------------------------------------------- environment
 def git_sha() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(),
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -119,7 +124,9 @@ def environment(device: Any = "cpu") -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name() if str(device).startswith("cuda") else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name()
+        if str(device).startswith("cuda")
+        else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "git_sha": git_sha(),
         "code_version": CODE_VERSION,
@@ -174,14 +181,30 @@ def check_points(points: list[dict], task: str) -> list[dict]:
     return checked
 
 
-def write_results(run_dir: str | Path, *, method: str, dataset: str, metrics: dict, points: list[dict],
-                  params: dict, device: Any = "cpu", task: str = "classification",
-                  claims: list[dict] | None = None, **extra: Any) -> Path:
+def write_results(
+    run_dir: str | Path,
+    *,
+    method: str,
+    dataset: str,
+    metrics: dict,
+    points: list[dict],
+    params: dict,
+    device: Any = "cpu",
+    task: str = "classification",
+    claims: list[dict] | None = None,
+    **extra: Any,
+) -> Path:
     """Write ``results.json``: what the report notebook reads, never re-training anything."""
     results = {
-        "method": method, "task": task, "dataset": dataset, "metrics": metrics,
-        "points": check_points(points, task), "claims": list(claims or []),
-        "params": params, "environment": environment(device), **extra,
+        "method": method,
+        "task": task,
+        "dataset": dataset,
+        "metrics": metrics,
+        "points": check_points(points, task),
+        "claims": list(claims or []),
+        "params": params,
+        "environment": environment(device),
+        **extra,
     }
     return atomic_write_text(Path(run_dir) / "results.json", json.dumps(_plain(results), indent=2))
 
@@ -229,8 +252,12 @@ class Run:
             raise TypeError(f"stage {fn.__name__} takes no arguments {sorted(unknown)}")
         path = self.stage_dir(fn, **kwargs)
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path / "stage.yaml", yaml.safe_dump(
-            _plain({"stage": f"{fn.__module__}.{fn.__qualname__}", "arguments": kwargs}), sort_keys=True))
+        atomic_write_text(
+            path / "stage.yaml",
+            yaml.safe_dump(
+                _plain({"stage": f"{fn.__module__}.{fn.__qualname__}", "arguments": kwargs}), sort_keys=True
+            ),
+        )
         self.stages[fn.__name__] = path
         if nprocs > 1:
             from dynn.train import run_elastic
@@ -256,8 +283,9 @@ class Run:
         import re
 
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") + ".pt"
-        atomic_torch_save({"label": label, "module": module, "inputs": inputs.detach().cpu()},
-                          self.dir / "deployed" / name)
+        atomic_torch_save(
+            {"label": label, "module": module, "inputs": inputs.detach().cpu()}, self.dir / "deployed" / name
+        )
         return f"deployed/{name}"
 
     def save_figure(self, fig, name: str) -> Path:
@@ -265,11 +293,27 @@ class Run:
 
         return save_figure(fig, self.figures, name)
 
-    def write_results(self, *, metrics: dict, points: list[dict], claims: list[dict] | None = None,
-                      dataset: str | None = None, **extra: Any) -> Path:
-        return write_results(self.dir, method=self.notebook, dataset=dataset or self.params.get("dataset", ""),
-                             metrics=metrics, points=points, params=self.params, device=self.device,
-                             task=self.task, claims=claims, **extra)
+    def write_results(
+        self,
+        *,
+        metrics: dict,
+        points: list[dict],
+        claims: list[dict] | None = None,
+        dataset: str | None = None,
+        **extra: Any,
+    ) -> Path:
+        return write_results(
+            self.dir,
+            method=self.notebook,
+            dataset=dataset or self.params.get("dataset", ""),
+            metrics=metrics,
+            points=points,
+            params=self.params,
+            device=self.device,
+            task=self.task,
+            claims=claims,
+            **extra,
+        )
 
 
 def stage_entry(fn: Callable, run_dir: str, device: str, kwargs: dict) -> float | None:
@@ -306,11 +350,15 @@ def start(notebook: str, params: dict, *, task: str = "classification") -> Run:
         if differ:
             raise ParameterError(
                 f"parameter 'run_dir' = {str(run_dir)!r} holds a run made with other parameters ("
-                + "; ".join(differ) + "). Choose another run_dir (or leave it empty for "
-                "runs/<notebook>/<hash>), or delete that directory to replace it.")
+                + "; ".join(differ)
+                + "). Choose another run_dir (or leave it empty for "
+                "runs/<notebook>/<hash>), or delete that directory to replace it."
+            )
         if (run_dir / "results.json").exists():
-            print(f"{run_dir} already holds results of these parameters: finished stages are "
-                  f"reused and the results rewritten (delete the directory to start afresh)")
+            print(
+                f"{run_dir} already holds results of these parameters: finished stages are "
+                f"reused and the results rewritten (delete the directory to start afresh)"
+            )
     figures = Path(params.get("figures_dir") or run_dir / "figures").expanduser()
     run_dir.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ Determinism: every epoch starts by reseeding from ``(seed, epoch)`` and shuffles
 generator seeded the same way, so an interrupted run resumed from its last checkpoint
 replays exactly the epochs it missed and ends with the same weights as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(f"not a device; allowed here: {', '.join(available_devices())}") from None
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    present = {"cpu": True, "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
-               "mps": _mps_available()}.get(device.type, False)
+    present = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+        "mps": _mps_available(),
+    }.get(device.type, False)
     if not present:
         raise ValueError(f"{name!r} is not available on this machine; allowed here: {', '.join(available_devices())}")
     return device
@@ -132,9 +136,15 @@ def run_elastic(entrypoint: Callable, nprocs: int, *args) -> dict[int, Any]:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=uuid.uuid4().hex[:8],
-        rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
-        monitor_interval=0.2, start_method="spawn",
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nprocs,
+        run_id=uuid.uuid4().hex[:8],
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{_free_port()}",
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
     )
     # The elastic agent installs SIGTERM/SIGINT handlers in this process and leaves them;
     # restore ours so a notebook kernel still shuts down quietly afterwards.
@@ -178,7 +188,8 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
             f"it is probably truncated by an interrupted copy or a full disk. Delete that file and run "
-            f"again: its stage is retrained from the start.") from None
+            f"again: its stage is retrained from the start."
+        ) from None
 
 
 def check_checkpoint_origin(path: str | Path, state: dict, params: dict | None) -> None:
@@ -187,16 +198,20 @@ def check_checkpoint_origin(path: str | Path, state: dict, params: dict | None) 
     if made_by != CODE_VERSION:
         raise CheckpointError(
             f"checkpoint {str(path)!r} was written by dynn {made_by}, this is dynn {CODE_VERSION}: what the "
-            f"stage computes may differ. Delete {str(Path(path).parent)!r} (or choose another run_dir) to retrain.")
+            f"stage computes may differ. Delete {str(Path(path).parent)!r} (or choose another run_dir) to retrain."
+        )
     differ = _differences(state.get("params") or {}, params or {}, frozenset({"device", "progress", "nprocs"}))
     if params is not None and differ:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} was trained with other parameters (" + "; ".join(differ)
-            + f"). Delete {str(Path(path).parent)!r} or choose another run_dir.")
+            f"checkpoint {str(path)!r} was trained with other parameters ("
+            + "; ".join(differ)
+            + f"). Delete {str(Path(path).parent)!r} or choose another run_dir."
+        )
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None,
-                    state: dict | None = None) -> dict:
+def load_checkpoint(
+    path: str | Path, model: nn.Module, optimizer=None, scheduler=None, state: dict | None = None
+) -> dict:
     """Load a checkpoint (or its already-read ``state``) into ``model`` and optimizer/scheduler;
     a mismatch names the file."""
     state = state if state is not None else read_checkpoint(path)
@@ -205,7 +220,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, schedule
     except RuntimeError as err:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not match this model (different parameters?). "
-            f"Delete it or choose another run_dir. Details: {str(err).splitlines()[0]}") from err
+            f"Delete it or choose another run_dir. Details: {str(err).splitlines()[0]}"
+        ) from err
     if optimizer is not None and state.get("optimizer"):
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler"):
@@ -296,21 +312,44 @@ def fit(
             say(f"stage {stage}: finished earlier ({start_epoch} epochs), reusing {ckpt}")
             return history
         say(f"stage {stage}: resuming from epoch {start_epoch} of {epochs} ({ckpt})")
-    net = (nn.parallel.DistributedDataParallel(model, find_unused_parameters=True,
-                                               device_ids=[device] if device.type == "cuda" else None)
-           if distributed else model)
+    net = (
+        nn.parallel.DistributedDataParallel(
+            model, find_unused_parameters=True, device_ids=[device] if device.type == "cuda" else None
+        )
+        if distributed
+        else model
+    )
     sampler = DistributedSampler(train_data, shuffle=True, seed=seed, drop_last=drop_last) if distributed else None
-    steps_per_epoch = (len(train_data) // world_size()) // batch_size if drop_last else \
-        math.ceil(len(train_data) / world_size() / batch_size)
-    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, desc=stage, unit="batch", file=sys.stdout,
-               mininterval=10, ascii=True, dynamic_ncols=False, ncols=100,
-               disable=not (progress and is_main_process()), leave=False)
+    steps_per_epoch = (
+        (len(train_data) // world_size()) // batch_size
+        if drop_last
+        else math.ceil(len(train_data) / world_size() / batch_size)
+    )
+    bar = tqdm(
+        total=(epochs - start_epoch) * steps_per_epoch,
+        desc=stage,
+        unit="batch",
+        file=sys.stdout,
+        mininterval=10,
+        ascii=True,
+        dynamic_ncols=False,
+        ncols=100,
+        disable=not (progress and is_main_process()),
+        leave=False,
+    )
     for epoch in range(start_epoch, epochs):
         seed_everything(epoch_seed(seed, epoch))
         if sampler is not None:
             sampler.set_epoch(epoch)
-        loader = make_loader(train_data, batch_size, shuffle=True, seed=epoch_seed(seed, epoch),
-                             num_workers=num_workers, drop_last=drop_last, sampler=sampler)
+        loader = make_loader(
+            train_data,
+            batch_size,
+            shuffle=True,
+            seed=epoch_seed(seed, epoch),
+            num_workers=num_workers,
+            drop_last=drop_last,
+            sampler=sampler,
+        )
         if collate_fn is not None:
             loader.collate_fn = collate_fn
         train_mode(net)
@@ -329,34 +368,49 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
             steps += 1
             bar.update(1)
-            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(out['loss'].detach()):.3f}",
-                            refresh=False)
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(out['loss'].detach()):.3f}", refresh=False)
         if scheduler is not None and not scheduler_per_step:
             scheduler.step()
         for obj in state.values():  # method state that moves once per epoch (a schedule)
             if hasattr(obj, "end_epoch"):
                 obj.end_epoch()
-        row = {"stage": stage, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
-               "time_s": time.perf_counter() - started}
+        row = {
+            "stage": stage,
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
+            "time_s": time.perf_counter() - started,
+        }
         if eval_fn is not None and is_main_process():
             model.eval()
             row.update({f"val_{k}": v for k, v in eval_fn(model).items()})
         history.append(_plain(row))
         if progress and is_main_process():
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                              if k.startswith(("train_loss", "val_")) and isinstance(v, (int, float)))
+            shown = ", ".join(
+                f"{k} {v:.4g}"
+                for k, v in row.items()
+                if k.startswith(("train_loss", "val_")) and isinstance(v, (int, float))
+            )
             bar.write(f"{stage} epoch {epoch + 1}/{epochs}: {shown} ({row['time_s']:.1f} s)", file=sys.stdout)
         if is_main_process():
-            atomic_torch_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "state": {name: obj.state_dict() for name, obj in state.items()},
-                "code_version": CODE_VERSION,
-                "epoch": epoch + 1, "history": history, "params": params or {},
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                        "python": random.getstate()},
-            }, ckpt)
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "state": {name: obj.state_dict() for name, obj in state.items()},
+                    "code_version": CODE_VERSION,
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "params": params or {},
+                    "rng": {
+                        "torch": torch.get_rng_state(),
+                        "numpy": np.random.get_state(),
+                        "python": random.getstate(),
+                    },
+                },
+                ckpt,
+            )
             write_metrics(run_dir, stage, history)
         if distributed:
             dist.barrier()

@@ -5,6 +5,7 @@ Each architecture family lives in its own module and registers its public constr
 a method's own architectures register under a prefix (``slimmable.resnet20``).
 :mod:`dynn.models.residual` reads any residual family as stem → blocks → head.
 """
+
 from dynn.models.registry import create, list_models, register_model  # noqa: F401
 from dynn.models import cifar_resnet, torchvision_models  # noqa: F401  (registers models)
 from dynn.models import preresnet, resnext  # noqa: F401  (PreResNet-18…200, ResNeXt-101/152 32x4d)

@@ -8,6 +8,7 @@ Each block separates its residual branch ``f(x)`` (:meth:`BasicBlock.residual`) 
 Shortcut "A" is the weight-free option of the paper as BlockDrop's official code writes
 it (average-pool by the stride, then zero-pad the new channels); "B" is a 1×1 projection.
 """
+
 from __future__ import annotations
 
 import torch
@@ -137,5 +138,8 @@ def cifar_resnet(depth: int = 20, **kwargs) -> CifarResNet:
 
 for _depth in DEPTHS:
     globals()[f"cifar_resnet{_depth}"] = register_variant(
-        f"cifar_resnet{_depth}", CifarResNet, f"CIFAR ResNet-{_depth} ({(_depth - 2) // 6} blocks per stage).",
-        depth=_depth)
+        f"cifar_resnet{_depth}",
+        CifarResNet,
+        f"CIFAR ResNet-{_depth} ({(_depth - 2) // 6} blocks per stage).",
+        depth=_depth,
+    )

@@ -9,6 +9,7 @@ final BN-ReLU before global pooling (``forward_head``).
 As in the official code (and fb.resnet.torch), a projection shortcut takes the block's
 pre-activated input ``relu(bn1(x))`` rather than ``x``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -134,5 +135,5 @@ class PreResNet(nn.Module):
 
 for _depth in LAYERS:
     globals()[f"preresnet{_depth}"] = register_variant(
-        f"preresnet{_depth}", PreResNet, f"Pre-activation ResNet-{_depth} (ImageNet layout, random init).",
-        depth=_depth)
+        f"preresnet{_depth}", PreResNet, f"Pre-activation ResNet-{_depth} (ImageNet layout, random init).", depth=_depth
+    )

@@ -1,4 +1,5 @@
 """Name → constructor registry shared by every architecture module."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -14,6 +15,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, prefix: str = 
     A method's own architectures register under its prefix (``slimmable.resnet20``), so one
     registry serves every notebook and a name can never be registered twice.
     """
+
     def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = f"{prefix}.{fn.__name__}" if prefix else fn.__name__
         if name in _MODELS:
@@ -26,6 +28,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, prefix: str = 
 
 def register_variant(name: str, builder: Callable[..., nn.Module], doc: str, **fixed) -> Callable[..., nn.Module]:
     """Register ``name`` as ``builder`` with some keyword arguments fixed (``cifar_resnet20`` = depth 20)."""
+
     def constructor(**kwargs) -> nn.Module:
         return builder(**fixed, **kwargs)
 

@@ -10,6 +10,7 @@ For every supported block ``block(x) == activation(pre_activation(block, x))`` a
 the block has a separable shortcut, ``pre_activation(block, x) == shortcut(block, x) +
 residual(block, x)`` (tested in ``tests/test_models_flops.py``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,13 @@ def activation(block: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return F.relu
 
 
-SUPPORTED_BLOCKS = (cifar_resnet.BasicBlock, tv_resnet.BasicBlock, tv_resnet.Bottleneck,
-                    preresnet.PreActBasicBlock, preresnet.PreActBottleneck)
+SUPPORTED_BLOCKS = (
+    cifar_resnet.BasicBlock,
+    tv_resnet.BasicBlock,
+    tv_resnet.Bottleneck,
+    preresnet.PreActBasicBlock,
+    preresnet.PreActBottleneck,
+)
 
 
 @dataclass
@@ -84,8 +90,10 @@ class ResidualView:
 
     def shortcut_names(self) -> list[str]:
         """Module names of the shortcuts (for per-module cost tables)."""
-        return [f"{n}.shortcut" if isinstance(b, cifar_resnet.BasicBlock) else f"{n}.downsample"
-                for n, b in zip(self.block_names, self.blocks)]
+        return [
+            f"{n}.shortcut" if isinstance(b, cifar_resnet.BasicBlock) else f"{n}.downsample"
+            for n, b in zip(self.block_names, self.blocks)
+        ]
 
 
 def residual_view(model: nn.Module) -> ResidualView:
@@ -94,8 +102,14 @@ def residual_view(model: nn.Module) -> ResidualView:
     Any other model is a TypeError naming the supported families.
     """
     if isinstance(model, cifar_resnet.CifarResNet):
-        view = ResidualView(model.stem, None, list(model.blocks), [f"blocks.{i}" for i in range(len(model.blocks))],
-                            list(model.stage_index), model.forward_head)
+        view = ResidualView(
+            model.stem,
+            None,
+            list(model.blocks),
+            [f"blocks.{i}" for i in range(len(model.blocks))],
+            list(model.stage_index),
+            model.forward_head,
+        )
     elif isinstance(model, (tv_resnet.ResNet, preresnet.PreResNet)):
         names, blocks, stages = [], [], []
         for s, layer in enumerate((model.layer1, model.layer2, model.layer3, model.layer4)):
@@ -113,8 +127,10 @@ def residual_view(model: nn.Module) -> ResidualView:
 
         view = ResidualView(stem, model.maxpool, blocks, names, stages, head)
     else:
-        raise TypeError(f"a residual view needs a CifarResNet, a torchvision ResNet/ResNeXt or a PreResNet, "
-                        f"not {type(model).__name__}")
+        raise TypeError(
+            f"a residual view needs a CifarResNet, a torchvision ResNet/ResNeXt or a PreResNet, "
+            f"not {type(model).__name__}"
+        )
     for block in view.blocks:
         if not isinstance(block, SUPPORTED_BLOCKS):
             raise TypeError(f"unsupported residual block {type(block).__name__}")

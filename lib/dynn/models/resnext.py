@@ -5,6 +5,7 @@ torchvision ships ``resnext50_32x4d`` (registered in :mod:`dynn.models.torchvisi
 but not the deeper 32×4d variants, which are the same class with ``groups=32,
 width_per_group=4`` and the ResNet-101/152 stage depths.
 """
+
 from __future__ import annotations
 
 from torchvision.models.resnet import Bottleneck, ResNet

@@ -5,6 +5,7 @@ light), :mod:`.train` (the training stage, a function of plain keyword arguments
 runnable under ``torchrun``). Evaluation and figures use the foundation directly
 (:mod:`dynn.evaluate`, :mod:`dynn.flops`, :mod:`dynn.plots`).
 """
+
 from dynn.lazy import lazy_submodules
 
 __getattr__ = lazy_submodules(__name__, ["parameters", "train"])

@@ -1,4 +1,5 @@
 """What ``notebooks/resnet_baseline.ipynb`` accepts (light: checked before torch is imported)."""
+
 from dynn.params import Choice, DataRoot, Flag, ListOf, Number, dataset_names, run_rules
 
 CIFAR_DEPTHS = (8, 14, 20, 32, 44, 56, 110)

@@ -9,6 +9,7 @@ TorchElastic) and ``torchrun`` runs the same function on several nodes::
 
 Point the notebook's ``run_dir`` at DIR afterwards: the finished stage is loaded, not retrained.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,26 +18,63 @@ import torch.nn as nn
 from dynn import data, models, train
 
 
-def train_static(*, run_dir: str, device: str = "cpu", model: str, base_width: int = 16, dataset: str,
-                 data_root: str = "", download: bool = False, resolution: int = 32, train_limit: int = 0,
-                 epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
-                 progress: bool = True) -> nn.Module:
+def train_static(
+    *,
+    run_dir: str,
+    device: str = "cpu",
+    model: str,
+    base_width: int = 16,
+    dataset: str,
+    data_root: str = "",
+    download: bool = False,
+    resolution: int = 32,
+    train_limit: int = 0,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    progress: bool = True,
+) -> nn.Module:
     """Train ``model`` (a registry name) with SGD (momentum 0.9, Nesterov) and cosine decay.
 
     Returns the trained model in eval mode on ``device``; a finished stage is loaded.
     """
-    arguments = dict(model=model, base_width=base_width, dataset=dataset, data_root=data_root,
-                     resolution=resolution, train_limit=train_limit, epochs=epochs, batch_size=batch_size,
-                     lr=lr, weight_decay=weight_decay, seed=seed)
+    arguments = dict(
+        model=model,
+        base_width=base_width,
+        dataset=dataset,
+        data_root=data_root,
+        resolution=resolution,
+        train_limit=train_limit,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+    )
     train.seed_everything(seed)
-    train_data = data.get_dataset(dataset, "train", data_root=data_root, download=download,
-                                  resolution=resolution, channels=3, limit=train_limit)
+    train_data = data.get_dataset(
+        dataset, "train", data_root=data_root, download=download, resolution=resolution, channels=3, limit=train_limit
+    )
     net = models.create(model, num_classes=train_data.num_classes, base_width=base_width)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    train.fit(net, train.classification_step, train_data, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-              batch_size=batch_size, run_dir=run_dir, stage="train_static", device=device, seed=seed,
-              params=arguments, progress=progress)
+    train.fit(
+        net,
+        train.classification_step,
+        train_data,
+        epochs=epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batch_size=batch_size,
+        run_dir=run_dir,
+        stage="train_static",
+        device=device,
+        seed=seed,
+        params=arguments,
+        progress=progress,
+    )
     return net.to(device).eval()
 
 
