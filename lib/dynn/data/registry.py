@@ -81,6 +81,7 @@ def get_dataset(
     keeps the first ``limit`` items, and the result still carries every attribute of the
     full split (``classes``, ``num_classes``, ``input_shape``, ``mean``, ``std``,
     per-item ones such as ``targets`` or ``difficulty`` cut to the same items).
+    Notebooks expose it as ``train_limit``, ``val_limit`` and ``test_limit``.
     ``download=True`` lets torchvision fetch the sets that can be downloaded (CIFAR).
     Embedded sets ignore ``data_root``. :func:`check_source` runs first, so a wrong name or
     ``data_root`` fails before anything is loaded.
