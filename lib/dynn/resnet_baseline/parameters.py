@@ -20,5 +20,5 @@ SPEC = {
     "latency_time": Number(min=0.01),
     "train_limit": Number(min=0, integer=True),
     "test_limit": Number(min=0, integer=True),
-    **run_rules(),
+    **run_rules(interactive=False),
 }
