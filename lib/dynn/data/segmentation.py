@@ -116,8 +116,8 @@ def make_digit_scenes(
 ) -> tuple[np.ndarray, np.ndarray, list[list[int]], list[str]]:
     """Scenes of five scale regimes: only large digits, only small ones, mixed, crowded, sparse.
 
-    Each image belongs to one regime of :data:`SCENE_REGIMES` (balanced, in a fixed random
-    order), so the scales that matter — coarse context for a 45-px digit, fine detail for
+    Each image belongs to one regime of :data:`SCENE_REGIMES` (each once in every block of
+    five images, in a fixed random order), so the scales that matter — coarse context for a 45-px digit, fine detail for
     eleven 12-px ones — differ from image to image and a good route depends on the image.
     Digits (strokes thickened by a 3×3 max filter) are pasted largest first at random
     positions (overlaps avoided where possible) in a light colour on a darker coloured
@@ -140,7 +140,11 @@ def make_digit_scenes(
         return resized[s][d]
 
     names = list(SCENE_REGIMES)
-    regimes = [names[i] for i in rng.permutation(np.arange(n_images) % len(names))]
+    # Every block of five images holds each regime once, in a random order from its own
+    # stream, so a prefix of the scenes (num_images) is the same scenes and stays balanced.
+    order = np.random.default_rng(seed + 1)
+    blocks = -(-n_images // len(names))
+    regimes = [names[i] for _ in range(blocks) for i in order.permutation(len(names))][:n_images]
     images = np.zeros((n_images, 3, side, side), np.uint8)
     labels = np.zeros((n_images, side, side), np.uint8)
     object_sizes: list[list[int]] = []
