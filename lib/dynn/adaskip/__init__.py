@@ -24,7 +24,7 @@ import torch.
 
 import importlib
 
-_SUBMODULES = frozenset({"parameters", "model", "train", "evaluate", "plots"})
+_SUBMODULES = frozenset({"claims", "parameters", "model", "train", "evaluate", "plots"})
 
 
 def __getattr__(name: str):

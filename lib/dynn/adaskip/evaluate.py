@@ -109,6 +109,12 @@ class Evaluation:
     macs_per_video: float  # measured with dynn.flops on what actually ran
     backbone_frames: list[int]
     policy_frames: int
+    scores: np.ndarray | None = None  # N×K softmax of the video logits (for mAP)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Per-video correctness (top-1), for paired comparisons on the same test videos."""
+        return (self.predictions == self.targets).astype(float)
 
 
 def batch_gumbel_noise(batch_index: int, shape, seed: int, device) -> torch.Tensor:
@@ -149,7 +155,7 @@ def evaluate(
     model.eval()
     if not model.online_policy and mode in ("efficient", "masked", "random"):
         mode = "all"  # without an online policy every resolution runs on every frame
-    preds, targets, acts = [], [], []
+    preds, targets, acts, scores = [], [], [], []
     total_macs, backbone_frames, policy_frames = 0, [0] * model.num_backbones, 0
     for i, (inputs, y) in enumerate(make_loader(data, batch_size)):
         inputs = [x.to(device) for x in inputs]
@@ -198,14 +204,16 @@ def evaluate(
                 counter.__exit__(None, None, None)
                 total_macs += counter.get_total_flops() // 2
         preds.append(out.argmax(1).cpu())
+        scores.append(F.softmax(out, 1).cpu())
         targets.append(y)
         acts.append(r_all.argmax(-1).cpu() if mode != "all" else torch.full((b, steps), -1))
         backbone_frames = [a + c for a, c in zip(backbone_frames, bf)]
         policy_frames += pf
     preds, targets, acts = torch.cat(preds).numpy(), torch.cat(targets).numpy(), torch.cat(acts).numpy()
     usage = np.bincount(acts[acts >= 0].ravel(), minlength=model.action_dim) / max(1, (acts >= 0).sum())
+    scores = torch.cat(scores).numpy()
     return Evaluation(
-        accuracy=float((preds == targets).mean() * 100),
+        accuracy=task_metric(data, scores, preds, targets),
         predictions=preds,
         targets=targets,
         actions=acts,
@@ -213,27 +221,58 @@ def evaluate(
         macs_per_video=total_macs / len(targets),
         backbone_frames=backbone_frames,
         policy_frames=policy_frames,
+        scores=scores,
     )
 
 
 @torch.no_grad()
 def evaluate_uniform(tsn: TSN, data, resolution_index: int, *, batch_size: int = 64, device="cpu") -> dict:
-    """Uniform baseline: every frame through one backbone; accuracy and measured MACs per video."""
+    """Uniform baseline: every frame through one backbone; accuracy (mAP on multi-label
+    sets), per-video correctness and measured MACs per video."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from dynn.data import make_loader
 
     tsn.eval()
-    correct = n = macs = 0
+    macs, preds, targets, scores = 0, [], [], []
     for inputs, y in make_loader(data, batch_size):
         x = inputs[resolution_index].to(device)
         counter = FlopCounterMode(display=False)
         with counter:
             logits = tsn(x)
         macs += counter.get_total_flops() // 2
-        correct += int((logits.argmax(1).cpu() == y).sum())
-        n += len(y)
-    return {"accuracy": 100.0 * correct / n, "macs_per_video": macs / n}
+        preds.append(logits.argmax(1).cpu())
+        scores.append(F.softmax(logits, 1).cpu())
+        targets.append(y)
+    preds, targets, scores = torch.cat(preds).numpy(), torch.cat(targets).numpy(), torch.cat(scores).numpy()
+    return {
+        "accuracy": task_metric(data, scores, preds, targets),
+        "correct": (preds == targets).astype(float),
+        "macs_per_video": macs / len(targets),
+    }
+
+
+def mean_average_precision(scores: np.ndarray, multi_hot: np.ndarray) -> float:
+    """mAP in % (ActivityNet / FCVID): average precision per class over the videos, averaged
+    over the classes that have at least one positive video."""
+    aps = []
+    for k in range(multi_hot.shape[1]):
+        positives = multi_hot[:, k] > 0
+        if not positives.any():
+            continue
+        order = np.argsort(-scores[:, k], kind="stable")
+        hits = positives[order]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        aps.append(float((precision * hits).sum() / hits.sum()))
+    return 100.0 * float(np.mean(aps)) if aps else float("nan")
+
+
+def task_metric(data, scores: np.ndarray, predictions: np.ndarray, targets: np.ndarray) -> float:
+    """The set's metric in %: mAP for multi-label sets (``data.multi_hot``), top-1 otherwise."""
+    multi_hot = getattr(data, "multi_hot", None)
+    if multi_hot is not None and getattr(data, "multi_label", False):
+        return mean_average_precision(scores, np.asarray(multi_hot)[: len(scores)])
+    return float((predictions == targets).mean() * 100)
 
 
 def matched_action_sampler(model: AdaSkipNet, usage) -> callable:
@@ -291,6 +330,8 @@ class Comparison:
     official_macs: float  # the official accounting of the headline point's usage, per video
     random_usage: np.ndarray  # the frame usage the random policy matches (AR-Net's on validation clips)
     action_names: list[str] = field(default_factory=list)
+    validation: Evaluation | None = None  # the headline mode on the validation clips (operating points)
+    uniform_correct: dict = field(default_factory=dict)  # label -> (MACs per video, per-video correctness)
 
     def table(self):
         import pandas as pd
@@ -325,6 +366,7 @@ def compare(
     device="cpu",
     seed: int = 0,
     w_eff: float | None = None,
+    uniform=None,
 ) -> Comparison:
     """Every inference mode and baseline of the notebook, with its ``role`` in the results.
 
@@ -334,8 +376,11 @@ def compare(
     - baselines: a random policy whose frame usage matches AR-Net's on the *validation*
       clips, all resolutions on every frame (official ``all_policy``), one action on every
       frame with AR-Net's own networks (``uniform``), and the stage-1 TSNs;
-    - reference: the full-resolution stage-1 TSN (the paper's uniform baseline).
-    ``tsns`` are stage 1's :class:`~dynn.adaskip.model.PretrainedTSNs`.
+    - reference: the full-resolution uniform TSN trained as long as AR-Net's backbones
+      (``uniform``, from :func:`dynn.adaskip.train.uniform_baselines`; the others at lower
+      resolutions are baselines); the stage-1 TSNs (fewer epochs) are ablations.
+    ``tsns`` are stage 1's :class:`~dynn.adaskip.model.PretrainedTSNs`. The per-video
+    correctness of the equally trained uniform TSNs is kept in ``uniform_correct``.
     """
     names = model.action_names()
     other = "argmax" if test_decision == "sample" else "sample"
@@ -376,7 +421,7 @@ def compare(
         evaluate(model, test_data, mode="masked", decision=test_decision, **ev),
         decision=test_decision,
     )
-    on_val = evaluate(model, val_data, mode="efficient", decision=test_decision, count_macs=False, **ev)
+    on_val = evaluate(model, val_data, mode="efficient", decision=test_decision, **ev)
     sampler = matched_action_sampler(model, on_val.usage)
     add(
         "random policy (matched usage)",
@@ -394,22 +439,63 @@ def compare(
             "fixed",
             evaluate(model, test_data, mode="uniform", resolution=k, **ev),
         )
-    for k, tsn in enumerate(tsns.backbones):  # the separately trained stage-1 TSNs
+    for k, tsn in enumerate(tsns.backbones):  # the stage-1 TSNs (fewer epochs than AR-Net's backbones)
         u = evaluate_uniform(tsn, test_data, k, batch_size=batch_size, device=device)
         points.append(
             {
                 "label": f"TSN {model.reso_list[k]}px (stage 1)",
-                "series": "TSN (stage 1)",
-                "role": "reference" if k == 0 else "baseline",
+                "series": "TSN (stage 1, fewer epochs)",
+                "role": "ablation",
                 "selection": "fixed",
                 "accuracy": u["accuracy"],
                 "macs": u["macs_per_video"],
             }
         )
+    uniform_correct = {}
+    for tsn in uniform if uniform is not None else []:  # equally trained uniform TSNs
+        k = tsn.resolution_index
+        u = evaluate_uniform(tsn, test_data, k, batch_size=batch_size, device=device)
+        label = uniform_label(model.reso_list[k], arnet.actions.shape[1])
+        uniform_correct[label] = (u["macs_per_video"], u["correct"])
+        points.append(
+            {
+                "label": label,
+                "series": "uniform TSN (equal epochs)",
+                "role": "reference" if k == 0 else "baseline",
+                "selection": "fixed",
+                "accuracy": u["accuracy"],
+                "macs": u["macs_per_video"],
+                "frames": int(arnet.actions.shape[1]),
+            }
+        )
     steps = arnet.actions.shape[1]
     return Comparison(
-        evaluations, points, method, usage_macs_per_frame(model, costs, arnet.usage) * steps, on_val.usage, names
+        evaluations,
+        points,
+        method,
+        usage_macs_per_frame(model, costs, arnet.usage) * steps,
+        on_val.usage,
+        names,
+        validation=on_val,
+        uniform_correct=uniform_correct,
     )
+
+
+def clip_macs(model: AdaSkipNet, costs: CostTable, actions: np.ndarray) -> np.ndarray:
+    """MACs of each video from its chosen actions, as the efficient path spends them: the
+    chosen backbone per frame, plus the policy on every frame (``cx_quirk``) or on the
+    frames where it decides (without it)."""
+    c = np.asarray(costs.action_costs(model.reso_dim, model.skip_dim), dtype=float)
+    per_frame = c[actions].sum(1)
+    if model.cx_quirk:
+        return per_frame + costs.policy * actions.shape[1]
+    t = np.asarray(skip_time_vector(model))
+    return per_frame + costs.policy * t[actions].sum(1)
+
+
+def uniform_label(size: int, frames: int) -> str:
+    """Label of an equally trained uniform TSN point (the latency rows use the same)."""
+    return f"uniform TSN {size}px, {frames} frames"
 
 
 def usage_per_frame_type(model: AdaSkipNet, evaluation: Evaluation, data):
@@ -462,12 +548,16 @@ def frames_sweep(
     batch_size: int = 64,
     device="cpu",
     seed: int = 0,
-) -> list[dict]:
+    uniform=None,
+) -> tuple[list[dict], dict]:
     """Accuracy and MACs with 4/8/16... frames per video at inference (the paper's curves).
 
     AR-Net (the policy trained with ``num_segments`` frames), the random policy at
     ``random_usage`` and AR-Net's backbones uniformly; generated clips allow at most
-    ``clip_frames`` frames. Every point has ``selection = "sweep"`` and its ``frames``.
+    ``clip_frames`` frames, and the equally trained ``uniform`` TSNs. Every point has
+    ``selection = "sweep"`` and its ``frames``. Returns ``(points, uniform_correct)``:
+    ``uniform_correct[label] = (macs per video, per-video correctness)`` of every uniform TSN
+    point (the rivals of the matched-MACs claim).
     """
     from dynn.adaskip.train import video_set
     from dynn.data import is_embedded
@@ -484,7 +574,7 @@ def frames_sweep(
             for k in range(model.num_backbones)
         }
     )
-    points = []
+    points, uniform_correct = [], {}
     for frames in eval_frames:
         if is_embedded(dataset) and frames > clip_frames:
             continue
@@ -510,7 +600,23 @@ def frames_sweep(
                     "macs": e.macs_per_video,
                 }
             )
-    return points
+        for tsn in uniform if uniform is not None else []:
+            k = tsn.resolution_index
+            u = evaluate_uniform(tsn, data, k, batch_size=batch_size, device=device)
+            label = uniform_label(reso_list[k], frames)
+            uniform_correct[label] = (u["macs_per_video"], u["correct"])
+            points.append(
+                {
+                    "label": label,
+                    "series": f"uniform TSN {reso_list[k]}px (frames)",
+                    "role": "baseline",
+                    "selection": "sweep",
+                    "frames": int(frames),
+                    "accuracy": u["accuracy"],
+                    "macs": u["macs_per_video"],
+                }
+            )
+    return points, uniform_correct
 
 
 def latency(
@@ -523,6 +629,7 @@ def latency(
     min_run_time: float = 0.3,
     rounds: int = 4,
     device="cpu",
+    uniform=None,
 ) -> list[dict]:
     """Wall-clock time of the efficient path, the masked path and each uniform backbone.
 
@@ -537,13 +644,21 @@ def latency(
         f"AR-Net ({decision})": lambda i: infer_efficient(model, i, tau=tau, decision=decision),
         "AR-Net, masked (official compute)": lambda i: model(input=i, tau=tau, decision=decision),
     }
+    other = "argmax" if decision == "sample" else "sample"
+    calls[f"AR-Net ({other})"] = lambda i: infer_efficient(model, i, tau=tau, decision=other)
     for k in range(model.num_backbones):
         calls[f"uniform {names[k]}"] = lambda i, k=k: infer_uniform(model, i, k)
+    frames = inputs[0].shape[1]
+    for tsn in uniform if uniform is not None else []:
+        k = tsn.resolution_index
+        calls[uniform_label(model.reso_list[k], frames)] = lambda i, tsn=tsn, k=k: tsn(i[k])
+    calls["policy alone"] = lambda i: policy_efficient(model, i, tau=tau, decision=decision)
     rows = []
     for batch_inputs in ([x[:1] for x in inputs], inputs):
-        measured = flops.compare_latency(
-            {name: (fn, (batch_inputs,)) for name, fn in calls.items()}, rounds=rounds, min_run_time=min_run_time
-        )
+        with torch.no_grad():
+            measured = flops.compare_latency(
+                {name: (fn, (batch_inputs,)) for name, fn in calls.items()}, rounds=rounds, min_run_time=min_run_time
+            )
         rows += [{"label": r.pop("name"), **r} for r in measured]
     return rows
 

@@ -37,6 +37,7 @@ from dynn.adaskip.parameters import OFFICIAL_DROPOUT, OFFICIAL_SKIP_LIST, OFFICI
 SEED_STREAMS = {
     "arnet_init": (1009, 1),  # AR-Net's initialisation (policy LSTM and heads)
     "tsn_init": (1009, 100),  # stage-1 TSN number `index`
+    "uniform_init": (1009, 200),  # equally trained uniform baseline number `index`
     "test_gumbel_noise": (7919, 0),  # Gumbel noise of test batch `index` (sampled decisions)
     "random_policy": (104729, 0),  # decisions of the random-policy baseline, test batch `index`
 }
@@ -465,12 +466,12 @@ def policy_efficient(
     frames only. Returns ``(lite_j B×T×K, r_all B×T×A, policy_frames)`` where
     ``policy_frames`` counts the frames the policy CNN processed.
     """
-    if model.cx_quirk or not model.online_policy:
-        lite_j_list, r_all = model.get_lite_j_and_r(
-            input_list, model.online_policy, tau, decision=decision, noise=noise, actions=actions
-        )
+    if not model.online_policy:
+        lite_j_list, r_all = model.get_lite_j_and_r(input_list, False, tau)
         x = input_list[model.policy_input_offset]
         return torch.stack(lite_j_list, 1), r_all, x.shape[0] * x.shape[1]
+    if model.cx_quirk:
+        return policy_batched(model, input_list, decision=decision, noise=noise, actions=actions)
     x = input_list[model.policy_input_offset]
     b, steps = x.shape[:2]
     hx = x.new_zeros(b, model.hidden_dim)
@@ -498,6 +499,63 @@ def policy_efficient(
         old_r_t = r_t
         remain = (remain - 1).clamp(min=0)
     return lite_j, r_all, frames
+
+
+@torch.no_grad()
+def policy_batched(
+    model: AdaSkipNet,
+    input_list,
+    *,
+    decision: str = "argmax",
+    noise: torch.Tensor | None = None,
+    actions: torch.Tensor | None = None,
+):
+    """The policy with everything that can be batched done in one call per network.
+
+    With ``cx_quirk`` the policy CNN sees every frame, so its features of all B×T frames
+    come from one batched call, and so does the LSTM's input projection ``W_ih·x + b``
+    and, after the loop, ``lite_fc`` on every step's hidden state. Only the recurrence
+    (``W_hh·h``, the gates, the action head and the skip bookkeeping) runs per step, on
+    tensors: a few small operations per frame instead of a dozen, which is what makes
+    the policy's latency follow its MACs. Decisions equal :meth:`AdaSkipNet.get_lite_j_and_r`'s
+    (the argmax of ``log_softmax + g`` is the argmax of ``logits + g``).
+    """
+    x = input_list[model.policy_input_offset]
+    b, steps = x.shape[:2]
+    feat = run_frames(model.lite_backbone, None, x)[0]  # B×T×F, one batched call
+    rnn = model.rnn
+    gates_in = F.linear(feat, rnn.weight_ih, rnn.bias_ih + rnn.bias_hh)  # B×T×4H, one call
+    if decision not in ("sample", "argmax"):
+        raise ValueError(f"test_decision / decision = {decision!r}: allowed 'sample', 'argmax'")
+    if decision == "sample" and noise is None and actions is None:
+        noise = gumbel_noise((b, steps, model.action_dim), device=x.device)
+    skip_len = torch.tensor([0] * model.reso_dim + model.skip_list, device=x.device)
+    hx = x.new_zeros(b, model.hidden_dim)
+    cx = x.new_zeros(b, model.hidden_dim)
+    remain = torch.zeros(b, dtype=torch.long, device=x.device)
+    chosen = torch.zeros(b, dtype=torch.long, device=x.device)
+    fresh_h, choices = [], []
+    for t in range(steps):
+        i, f, g, o = (gates_in[:, t] + F.linear(hx, rnn.weight_hh)).chunk(4, 1)
+        cx = torch.sigmoid(f) * cx + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(cx)
+        fresh_h.append(h)
+        if actions is not None:
+            new = actions[:, t]
+        else:
+            logits = model.linear(h)
+            new = (logits + noise[:, t] if decision == "sample" else logits).argmax(-1)
+        inside = remain > 0
+        if t:
+            hx = torch.where(inside[:, None], hx, h)
+            chosen = torch.where(inside, chosen, new)
+        else:
+            hx, chosen = h, new
+        remain = torch.where(inside, remain, skip_len[chosen]).sub_(1).clamp_(min=0)
+        choices.append(chosen)
+    lite_j = model.lite_fc(torch.stack(fresh_h, 1))  # B×T×K, one call
+    r_all = F.one_hot(torch.stack(choices, 1), model.action_dim).to(x.dtype)
+    return lite_j, r_all, b * steps
 
 
 @torch.no_grad()

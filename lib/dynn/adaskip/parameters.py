@@ -72,6 +72,10 @@ SPEC = {
     "skip_list": ListOf(Number(min=1, integer=True), min_len=0),
     "policy_input_offset": Number(min=0, integer=True),
     "uniform_loss_weight": Number(min=0),
+    "policy_loss_weight": Number(min=0),
+    "uniform_reso": ListOf(Number(min=1, integer=True), min_len=1),
+    "w_eff_sweep": ListOf(Number(min=0), min_len=0),
+    "backbone_weights": ListOf(Text(), min_len=0),
     "cx_quirk": Flag(),
     "w_acc": Number(min=0),
     "w_eff": Number(min=0),
@@ -130,6 +134,17 @@ def check_config(params: dict) -> None:
         )
     if not params["multi_models"] and not params["policy_also_backbone"]:
         problems.append("parameters 'multi_models' and 'policy_also_backbone' are both False: nothing would predict")
+    for size in params["uniform_reso"]:
+        if size not in reso[: len(backbones) or 1]:
+            problems.append(
+                f"parameter 'uniform_reso' = {list(params['uniform_reso'])!r}: {size} is not a backbone size of "
+                f"'reso_list' {reso[: len(backbones) or 1]!r}"
+            )
+    if any(w <= params["w_eff"] for w in params["w_eff_sweep"]):
+        problems.append(
+            f"parameter 'w_eff_sweep' = {list(params['w_eff_sweep'])!r}: every value must be larger than "
+            f"'w_eff' = {params['w_eff']!r} (it tests that a larger weight lowers the cost)"
+        )
     if params["w_acc"] == 0 and params["w_eff"] == 0:
         problems.append("parameters 'w_acc' and 'w_eff' are both 0: the loss would be empty")
     if params["dataset"] == "moving_digits" and reso and reso[0] < 8:

@@ -137,6 +137,44 @@ def plot_accuracy_vs_macs(points: list[dict], *, title: str, annotate: str | Non
     return fig
 
 
+def plot_accuracy_vs_latency(accuracy: dict, rows: list[dict], *, title: str):
+    """Accuracy against measured latency per video, one panel per batch size that ran.
+
+    ``accuracy``: label → accuracy (%) of the rows to draw; ``rows``: :func:`dynn.adaskip.evaluate.latency`
+    rows (interleaved timings); error bars span the fastest to the slowest round.
+    """
+    import matplotlib.pyplot as plt
+
+    batches = sorted({r["batch"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        for r in rows:
+            if r["batch"] != batch or r["label"] not in accuracy:
+                continue
+            per_video = r["median_ms"] / batch
+            low = r["best_ms"] / batch
+            high = (r["best_ms"] + r["spread_ms"]) / batch
+            marker = "*" if r["label"].startswith("AR-Net") else "o"
+            ax.errorbar(
+                per_video,
+                accuracy[r["label"]],
+                xerr=[[max(0.0, per_video - low)], [max(0.0, high - per_video)]],
+                fmt=marker,
+                markersize=12 if marker == "*" else 7,
+                capsize=3,
+                label=r["label"],
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(f"ms per video (batch {batch}, median over rounds; bars: fastest–slowest round)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"batch {batch}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_usage(usage: np.ndarray, *, action_names, group_names, title: str):
     """Heatmap of the % of frames per action (columns) within each group (rows)."""
     import matplotlib.pyplot as plt

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dynn.adaskip.evaluate import loss_costs, measure_costs
-from dynn.adaskip.model import AdaSkipNet, GumbelTemperature, PretrainedTSNs, build_model
+from dynn.adaskip.model import TSN, AdaSkipNet, GumbelTemperature, PretrainedTSNs, build_model, stream_seed
 from dynn.adaskip.parameters import (
     OFFICIAL_DROPOUT,
     OFFICIAL_FINETUNE_LR,
@@ -101,6 +101,11 @@ class JointStep:
     """Step function for ``dynn.train.fit``: loss = w_acc·CE + w_eff·efficiency_loss.
 
     Samples the decisions at the current Gumbel temperature and advances it by one step.
+    ``policy_loss_weight > 0`` adds the cross-entropy of the policy's own classifier
+    (``lite_fc`` on every step's hidden state, averaged over the clip): in the official loss
+    ``lite_fc`` only learns from the frames that chose it, so in short runs it stays at chance
+    and the "policy prediction" action is a free skip; its own loss makes it a real
+    low-resolution prediction (and gives the LSTM a reason to read the frames).
     """
 
     def __init__(
@@ -111,19 +116,27 @@ class JointStep:
         w_acc: float,
         w_eff: float,
         uniform_loss_weight: float,
+        policy_loss_weight: float = 0.0,
+        lite_index: int | None = None,
     ):
         self.temperature, self.action_costs = temperature, action_costs
         self.w_acc, self.w_eff, self.uniform_loss_weight = w_acc, w_eff, uniform_loss_weight
+        self.policy_loss_weight, self.lite_index = policy_loss_weight, lite_index
 
     def __call__(self, model: nn.Module, batch) -> dict:
         inputs, y = batch
         tau = self.temperature.tau
-        output, r, _, _ = model(input=list(inputs), tau=tau)
+        output, r, _, base_outs = model(input=list(inputs), tau=tau)
         acc_loss = F.cross_entropy(output, y)
         eff, gf, uni = efficiency_loss(r, self.action_costs.to(r.device), uniform_loss_weight=self.uniform_loss_weight)
         loss = self.w_acc * acc_loss + self.w_eff * eff
+        policy_ce = acc_loss.new_zeros(())
+        if self.policy_loss_weight > 0 and self.lite_index is not None:
+            policy_ce = F.cross_entropy(base_outs[:, self.lite_index].mean(1), y)
+            loss = loss + self.policy_loss_weight * policy_ce
         self.temperature.advance()
         return {
+            "policy_ce": policy_ce.detach(),
             "loss": loss,
             "ce": acc_loss.detach(),
             "eff": eff.detach(),
@@ -224,6 +237,7 @@ def pretrain(
     policy_width: int = 16,
     policy_input_offset: int = 3,
     dropout: float = OFFICIAL_DROPOUT,
+    backbone_weights=(),
     epochs: int = 10,
     lr: float = OFFICIAL_PRETRAIN_LR,
     batch_size: int = 48,
@@ -241,17 +255,6 @@ def pretrain(
     all have finished they are bundled into ``pretrain.ckpt``. Returns them in eval mode.
     """
     params = _stage_params(locals())  # first: before any other local name exists
-
-    from dynn import CODE_VERSION
-    from dynn.runs import atomic_torch_save
-    from dynn.train import (
-        check_checkpoint_origin,
-        checkpoint_path,
-        fit,
-        is_main_process,
-        load_checkpoint,
-        read_checkpoint,
-    )
 
     train_data = video_set(
         dataset,
@@ -272,19 +275,75 @@ def pretrain(
         dropout=dropout,
         seed=seed,
     )
-    bundle = checkpoint_path(run_dir, "pretrain")
+    load_imagenet_weights([*bank.backbones, bank.policy], backbone_weights)
+    jobs = [(tsn, k, f"pretrain_tsn{k}_{reso_list[k]}px") for k, tsn in enumerate(bank.backbones)]
+    jobs.append((bank.policy, policy_input_offset, f"pretrain_policy_{reso_list[policy_input_offset]}px"))
+    train_tsns(
+        bank,
+        jobs,
+        train_data,
+        bundle_stage="pretrain",
+        run_dir=run_dir,
+        device=device,
+        params=params,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        num_workers=num_workers,
+        seed=seed,
+        progress=progress,
+    )
+    return bank.to(device).eval()
+
+
+def train_tsns(
+    bank: nn.Module,
+    jobs,
+    train_data,
+    *,
+    bundle_stage: str,
+    run_dir: str,
+    device: str,
+    params: dict,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
+    grad_clip: float,
+    num_workers: int,
+    seed: int,
+    progress: bool,
+) -> None:
+    """Train each ``(tsn, resolution_index, sub_stage)`` of ``jobs`` alone, then bundle ``bank``.
+
+    SGD with momentum 0.9, the ``fc_lr5`` groups, gradient clipping, cosine decay. Each TSN
+    is its own resumable sub-stage (as the official code trains them in separate runs); when
+    all have finished the bank is saved as ``<bundle_stage>.ckpt`` and a later call reloads it.
+    """
+    from dynn import CODE_VERSION
+    from dynn.runs import atomic_torch_save
+    from dynn.train import (
+        check_checkpoint_origin,
+        checkpoint_path,
+        fit,
+        is_main_process,
+        load_checkpoint,
+        read_checkpoint,
+    )
+
+    bundle = checkpoint_path(run_dir, bundle_stage)
     if bundle.exists():
         saved = read_checkpoint(bundle)
         check_checkpoint_origin(bundle, saved, params)
         load_checkpoint(bundle, bank, state=saved)
         if progress:
-            print(f"stage pretrain: finished earlier, reusing {bundle}")
-        return bank.to(device).eval()
-    jobs = [(tsn, k, f"pretrain_tsn{k}_{reso_list[k]}px") for k, tsn in enumerate(bank.backbones)]
-    jobs.append((bank.policy, policy_input_offset, f"pretrain_policy_{reso_list[policy_input_offset]}px"))
+            print(f"stage {bundle_stage}: finished earlier, reusing {bundle}")
+        return
     for tsn, k, stage in jobs:
         optimizer = sgd(tsn, lr, weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
         fit(
             tsn,
             tsn_step(k),
@@ -313,7 +372,103 @@ def pretrain(
             },
             bundle,
         )
-    return bank.to(device).eval()
+
+
+def load_imagenet_weights(tsns, paths) -> None:
+    """Initialise TSN backbones from local ImageNet state dicts (``paths[i]`` for ``tsns[i]``;
+    ``""`` or a missing entry leaves that one random).
+
+    The official backbones start from ImageNet weights; without internet, give the files
+    (e.g. torchvision's ``resnet50-0676ba61.pth``). The classifier (``fc`` / ``classifier``)
+    is left out: ours is replaced by dropout and a new head. Any other missing or
+    unexpected key is an error, so a file for the wrong architecture does not load silently.
+    """
+    for tsn, path in zip(tsns, list(paths)):
+        if not path:
+            continue
+        state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        head = ("fc.", "classifier.")
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
+        missing, unexpected = tsn.base_model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(head)]
+        if missing or unexpected:
+            raise ValueError(
+                f"backbone weights {path}: do not fit {type(tsn.base_model).__name__} "
+                f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)"
+            )
+
+
+def uniform_baselines(
+    *,
+    run_dir: str,
+    device: str = "cpu",
+    dataset: str,
+    data_root: str = "",
+    num_segments: int = 16,
+    clip_frames: int = 16,
+    train_limit: int = 0,
+    reso_list,
+    resolutions,
+    backbone: str,
+    base_width: int = 16,
+    dropout: float = OFFICIAL_DROPOUT,
+    backbone_weights: str = "",
+    epochs: int = 10,
+    lr: float = OFFICIAL_PRETRAIN_LR,
+    batch_size: int = 48,
+    weight_decay: float = OFFICIAL_WEIGHT_DECAY,
+    grad_clip: float = OFFICIAL_GRAD_CLIP,
+    num_workers: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> nn.ModuleList:
+    """The fair uniform (TSN) baselines: ``backbone`` on every frame at each of ``resolutions``.
+
+    ``resolutions`` are indices into ``reso_list``. Give ``epochs`` = the epochs AR-Net's
+    backbones see in total (stage 1 + joint + finetuning), on the same training clips, so the
+    comparison is between equally trained networks. Returns the TSNs (eval mode), each with
+    ``resolution_index`` set.
+    """
+    params = _stage_params(locals())  # first: before any other local name exists
+    from dynn.train import seed_everything
+
+    train_data = video_set(
+        dataset,
+        "train",
+        reso_list=reso_list,
+        num_segments=num_segments,
+        data_root=data_root,
+        clip_frames=clip_frames,
+        limit=train_limit,
+    )
+    tsns = nn.ModuleList()
+    for i, _ in enumerate(resolutions):
+        seed_everything(stream_seed(seed, "uniform_init", i))
+        tsns.append(TSN(backbone, train_data.num_classes, base_width=base_width, dropout=dropout))
+    load_imagenet_weights(tsns, [backbone_weights] * len(tsns))
+    jobs = [(tsn, int(k), f"uniform_{reso_list[int(k)]}px") for tsn, k in zip(tsns, resolutions)]
+    train_tsns(
+        tsns,
+        jobs,
+        train_data,
+        bundle_stage="uniform_baselines",
+        run_dir=run_dir,
+        device=device,
+        params=params,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        num_workers=num_workers,
+        seed=seed,
+        progress=progress,
+    )
+    for tsn, k in zip(tsns, resolutions):
+        tsn.resolution_index = int(k)
+    return tsns.to(device).eval()
 
 
 def load_pretrained(
@@ -369,6 +524,7 @@ def joint(
     w_acc: float = OFFICIAL_W_ACC,
     w_eff: float = OFFICIAL_W_EFF,
     uniform_loss_weight: float = OFFICIAL_UNIFORM_LOSS_WEIGHT,
+    policy_loss_weight: float = 0.0,
     largest_cost: float = 0.0,
     init_tau: float = OFFICIAL_INIT_TAU,
     tau_decay: float = OFFICIAL_TAU_DECAY,
@@ -429,7 +585,15 @@ def joint(
     model.load_backbones(bank.backbones, bank.policy)
     action_costs = loss_costs(model, measure_costs(model), largest_cost)
     temperature = GumbelTemperature(init_tau, tau_decay, steps_per_epoch(len(train_data), batch_size))
-    step = JointStep(temperature, action_costs, w_acc=w_acc, w_eff=w_eff, uniform_loss_weight=uniform_loss_weight)
+    step = JointStep(
+        temperature,
+        action_costs,
+        w_acc=w_acc,
+        w_eff=w_eff,
+        uniform_loss_weight=uniform_loss_weight,
+        policy_loss_weight=policy_loss_weight,
+        lite_index=model.lite_action,
+    )
     fit(
         model,
         step,
@@ -476,6 +640,7 @@ def finetune(
     w_acc: float = OFFICIAL_W_ACC,
     w_eff: float = OFFICIAL_W_EFF,
     uniform_loss_weight: float = OFFICIAL_UNIFORM_LOSS_WEIGHT,
+    policy_loss_weight: float = 0.0,
     largest_cost: float = 0.0,
     init_tau: float = OFFICIAL_INIT_TAU,
     tau_decay: float = OFFICIAL_TAU_DECAY,
@@ -532,7 +697,15 @@ def finetune(
     temperature = GumbelTemperature(
         init_tau, tau_decay, steps_per_epoch(len(train_data), batch_size), start_epoch=joint_epochs
     )
-    step = JointStep(temperature, action_costs, w_acc=w_acc, w_eff=w_eff, uniform_loss_weight=uniform_loss_weight)
+    step = JointStep(
+        temperature,
+        action_costs,
+        w_acc=w_acc,
+        w_eff=w_eff,
+        uniform_loss_weight=uniform_loss_weight,
+        policy_loss_weight=policy_loss_weight,
+        lite_index=model.lite_action,
+    )
     fit(
         model,
         step,
@@ -554,7 +727,7 @@ def finetune(
     return _reload(model, run_dir, "finetune")
 
 
-STAGES = {"pretrain": pretrain, "joint": joint, "finetune": finetune}
+STAGES = {"pretrain": pretrain, "uniform_baselines": uniform_baselines, "joint": joint, "finetune": finetune}
 
 
 def main(argv: list[str] | None = None) -> None:
