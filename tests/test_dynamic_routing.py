@@ -14,6 +14,7 @@ import dynn.flops
 import dynn.runs
 import dynn.train
 from dynn.data import DataError, get_dataset
+from dynn.data.segmentation import SCENE_REGIMES
 from dynn.dynamic_routing import plots, train
 from dynn.dynamic_routing.evaluate import (
     confusion_matrix,
@@ -205,6 +206,19 @@ def test_evaluate_reports_costs_and_routes():
 
 
 # ------------------------------------------------------------------ data
+def test_digit_scenes_regimes_differ_in_object_size_and_count():
+    """Only-large, only-small, mixed, crowded and sparse scenes, balanced: the object sizes
+    and counts a route has to serve differ from image to image."""
+    data = get_dataset("digit_scenes", "test", resolution=64, augment=False)
+    by = {r: [s for s, g in zip(data.object_sizes, data.regimes) if g == r] for r in SCENE_REGIMES}
+    assert {r: len(v) for r, v in by.items()} == {r: len(data) // len(SCENE_REGIMES) for r in SCENE_REGIMES}
+    mean_size = {r: np.mean([np.mean(s) for s in v]) for r, v in by.items()}
+    count = {r: np.mean([len(s) for s in v]) for r, v in by.items()}
+    assert mean_size["large"] > 2.5 * mean_size["small"] and mean_size["large"] > 2 * mean_size["crowded"]
+    assert count["crowded"] > 1.5 * count["small"] > 3 * count["sparse"] and count["sparse"] == 1
+    assert all(max(s) > 2.5 * min(s) for s in by["mixed"])  # one large digit among small ones
+
+
 def test_digit_scenes_are_deterministic_and_multiscale():
     a = get_dataset("digit_scenes", "train", resolution=64, limit=16, augment=False)
     b = get_dataset("digit_scenes", "train", resolution=64, num_images=16, augment=False)
@@ -215,7 +229,7 @@ def test_digit_scenes_are_deterministic_and_multiscale():
     assert x.shape == (3, 64, 64) and y.shape == (64, 64) and y.dtype == torch.long
     values = set(torch.unique(a.labels).tolist())
     assert 0 in values and 255 in values and values - {0, 255} <= set(range(1, 11))
-    assert all(2 <= len(s) <= 3 and len(set(s)) == len(s) for s in a.object_sizes)  # distinct sizes
+    assert len(a.regimes) == 16 and set(a.regimes) <= set(SCENE_REGIMES)
     assert a.num_classes == 11 and a.ignore_index == 255
 
 
@@ -243,8 +257,10 @@ def test_voc_through_torchvision_with_a_fake_layout(tmp_path):
     assert len(train) == 3 and len(test) == 1 and train.num_classes == 21
     x, y = train[0]
     assert x.shape == (3, 32, 32) and y.shape == (32, 32)
-    x, y = test[0]  # centre crop larger than the image: padded with the ignore label
-    assert x.shape == (3, 64, 64) and (y == 255).any() and (y == 15).any()
+    x, y = test[0]  # the whole 40×50 image, padded to a multiple of 32 with the ignore label
+    assert x.shape == (3, 64, 64) and (y[40:] == 255).all() and (y[:, 50:] == 255).all() and (y == 15).any()
+    crop = get_dataset("voc", "test", data_root=str(tmp_path), resolution=32, whole_image=False)
+    assert crop[0][0].shape == (3, 32, 32)  # the centre crop, on request
 
 
 def test_cityscapes_through_torchvision_with_a_fake_layout(tmp_path):
@@ -285,6 +301,8 @@ def test_parameters_reject_what_the_notebook_cannot_run():
         "train_limit": 0,
         "val_limit": 0,
         "test_limit": 0,
+        "val_fraction": 0.1,
+        "stem_weights": "",
         "layers": 2,
         "init_channels": 8,
         "gate_bias": 1.5,
@@ -424,8 +442,8 @@ def test_result_points_carry_roles_and_the_batch_that_really_ran():
     assert set(latency["batch"]) == {1, 3}  # 8 requested, the test set has 3 images
     assert set(latency[latency["label"] == "Network-Fix"]["path"]) == {"dense"}
     evals = {label: evaluate(m, data, batch_size=2) for label, m in models.items()}
-    costs = models["Network-Fix"].cost_table((32, 32))
-    points = result_points(evals, latency, costs, budgets={"Dynamic μ=0.2": 0.2}, sweep=True).set_index("label")
+    points = result_points(evals, latency, reference="Network-Fix", budgets={"Dynamic μ=0.2": 0.2}, sweep=True)
+    points = points.set_index("label")
     assert points.loc["Dynamic μ=0.2", ["role", "series", "selection"]].tolist() == [
         "method",
         "Dynamic Routing",

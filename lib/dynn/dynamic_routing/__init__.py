@@ -17,9 +17,12 @@ Where things live:
   :class:`DynamicRoutingNet` (dense training pass and per-sample really-skipping inference,
   costs measured with ``dynn.flops``), forced routes;
 - :mod:`~dynn.dynamic_routing.train`: budget loss, step function, the stages ``warm_up``,
-  ``train_dynamic`` (μ or Dynamic-Raw) and ``train_fixed`` (Network-Fix);
+  ``train_dynamic`` (μ or Dynamic-Raw) and ``train_fixed`` (Network-Fix, and the equal-cost
+  static rivals: one fixed route, or a narrower width);
 - :mod:`~dynn.dynamic_routing.evaluate`: mIoU, real and expected cost, route diversity,
-  latency, forced routes, the result points;
+  gate use per scene regime, the equal-cost rivals, latency, forced routes, the result points;
+- :mod:`~dynn.dynamic_routing.claims`: the paper's claims decided from intervals;
+- :mod:`~dynn.dynamic_routing.published`: the paper's numbers the claims refer to;
 - :mod:`~dynn.dynamic_routing.plots`: route diagrams, overlays, figures and the explorer.
 
 Importing this package loads none of them (nor torch): ``dynn.dynamic_routing.train`` and
@@ -28,7 +31,7 @@ friends load on first use.
 
 from dynn.lazy import lazy_submodules
 
-_SUBMODULES = ("parameters", "model", "train", "evaluate", "plots")
+_SUBMODULES = ("parameters", "model", "train", "evaluate", "plots", "claims", "published")
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)
 
 

@@ -32,6 +32,9 @@ from dynn.dynamic_routing.model import (
 )
 
 RAW, FIX = "Dynamic-Raw", "Network-Fix"
+STATIC_ROUTE = "Static route"  # the dynamic network's most common route, fixed for every image, trained from scratch
+NARROW_FIX = "Network-Fix (narrow)"  # Network-Fix with the width whose cost matches the dynamic network's
+EQUAL_COST_RIVALS = (STATIC_ROUTE, NARROW_FIX)
 METHOD_SERIES = "Dynamic Routing"
 
 
@@ -70,7 +73,10 @@ def evaluate(
     route=None,
     route_mode: str = "mask",
 ) -> dict:
-    """mIoU (%), per-class IoU, pixel accuracy, per-image expected/real MACs and gates.
+    """mIoU (%), per-class IoU, pixel accuracy, per-image confusion matrices, expected/real
+    MACs and gates.
+
+    Whole real images (``data.whole_image``) are evaluated one by one at their own size.
 
     ``skip=True`` uses the really-skipping inference; the costs are per image (at the
     image's size). ``gates`` is a list (per node) of ``N×P`` arrays. ``route`` /
@@ -78,8 +84,10 @@ def evaluate(
     """
     model.eval()
     num_classes = model.num_classes
+    if getattr(data, "whole_image", False) and not hasattr(data, "images"):
+        batch_size = 1  # whole real images differ in size: one by one, each at its own size
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-    expected, real, gates = [], [], None
+    expected, real, full, fix, per_image, gates = [], [], [], [], [], None
     for x, y in make_loader(data, batch_size):
         x, y = x.to(device), y.to(device)
         out = (
@@ -87,24 +95,34 @@ def evaluate(
             if skip
             else model(x, route=route, route_mode=route_mode)
         )
-        conf += confusion_matrix(out["logits"].argmax(1), y, num_classes)
+        pred = out["logits"].argmax(1)
+        per_image.append(torch.stack([confusion_matrix(p, t, num_classes) for p, t in zip(pred, y)]).cpu())
+        conf += per_image[-1].sum(0).to(device)
         expected.append(out["expected_cost"].cpu())
         real.append(out["real_cost"].cpu())
+        table = model.cost_table(x.shape[-2:])
+        full.append(torch.full((len(x),), float(table.full_cost)))
+        fix.append(torch.full((len(x),), float(table.network_fix_cost)))
         g = [a.cpu() for a in out["gates"]]
         gates = [[a] for a in g] if gates is None else [acc + [a] for acc, a in zip(gates, g)]
     iou, miou = iou_from_confusion(conf)
     conf_f = conf.double()
     gates = [torch.cat(a).numpy() for a in gates]
-    open_cells = np.stack([(g > THRESHOLD).any(1) for g in gates], 1)  # N × nodes
+    open_cells = open_cells_of(gates)  # N × nodes
     return {
         "miou": miou,
         "iou": iou,
         "pixel_accuracy": float(100 * conf_f.diag().sum() / conf_f.sum().clamp(min=1)),
         "expected_cost": torch.cat(expected).numpy(),
         "real_cost": torch.cat(real).numpy(),
+        # per image, at the image's own size: C_full (the budget's unit) and this
+        # architecture's whole network without gates, so ratios hold for whole images too
+        "full_cost": torch.cat(full).numpy(),
+        "network_fix_cost": torch.cat(fix).numpy(),
         "gates": gates,
         "open_cells": open_cells,
         "closed_fraction": float(1 - open_cells.mean()),
+        "confusions": torch.cat(per_image).numpy(),  # N × K × K: the paired bootstrap resamples these
     }
 
 
@@ -113,18 +131,118 @@ def route_signatures(gates: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate([g > THRESHOLD for g in gates], 1)
 
 
+def open_cells_of(gates: Sequence[np.ndarray]) -> np.ndarray:
+    """``N × cells`` booleans: which cells each image runs (some path open)."""
+    return np.stack([(g > THRESHOLD).any(1) for g in gates], 1)
+
+
+def _mean_pairwise_distance(rows: np.ndarray, limit: int = 500) -> float:
+    """Mean Hamming distance (fraction of entries that differ) over all pairs of rows."""
+    sub = rows[:limit].astype(np.float32)
+    n = len(sub)
+    if n < 2:
+        return 0.0
+    d = (sub[:, None, :] != sub[None, :, :]).mean(-1)
+    return float(d.sum() / (n * (n - 1)))
+
+
 def route_diversity(gates: Sequence[np.ndarray]) -> dict:
-    """How different the images' routes are: distinct routes and mean pairwise Hamming distance."""
+    """How different the images' routes are.
+
+    ``distinct_routes``: how many different binary routes (open paths) the images take;
+    ``mean_hamming``: mean pairwise distance of the routes (fraction of paths that differ);
+    ``open_cell_distance``: mean pairwise distance of the sets of open cells (fraction of
+    cells open for one image and closed for the other); ``modal_share``: the fraction of
+    images on the most common route. A single static route gives 1 route, distances 0 and
+    share 1.
+    """
     sig = route_signatures(gates).astype(np.uint8)
+    cells = open_cells_of(gates).astype(np.uint8)
     n = len(sig)
-    distinct = len({row.tobytes() for row in sig})
-    if n > 1:
-        sub = sig[: min(n, 500)].astype(np.float32)
-        d = (sub[:, None, :] != sub[None, :, :]).mean(-1)
-        mean_hamming = float(d.sum() / (len(sub) * (len(sub) - 1)))
-    else:
-        mean_hamming = 0.0
-    return {"distinct_routes": distinct, "images": n, "mean_hamming": mean_hamming, "paths": int(sig.shape[1])}
+    keys = [row.tobytes() for row in sig]
+    counts = {k: keys.count(k) for k in set(keys)} if n else {}
+    return {
+        "distinct_routes": len(counts),
+        "images": n,
+        "mean_hamming": _mean_pairwise_distance(sig),
+        "open_cell_distance": _mean_pairwise_distance(cells),
+        "modal_share": max(counts.values()) / n if n else float("nan"),
+        "paths": int(sig.shape[1]),
+    }
+
+
+def modal_route(gates: Sequence[np.ndarray]) -> list[list[int]]:
+    """The route most images take (0/1 per node and path) — the dynamic network's route
+    frozen for everyone, as plain lists (a stage argument)."""
+    sig = route_signatures(gates).astype(np.uint8)
+    keys = [row.tobytes() for row in sig]
+    best = max(set(keys), key=lambda k: (keys.count(k), k))
+    row = sig[keys.index(best)]
+    out, start = [], 0
+    for g in gates:
+        out.append([int(v) for v in row[start : start + g.shape[1]]])
+        start += g.shape[1]
+    return out
+
+
+def width_at_cost(target_macs: float, *, num_classes: int, layers: int, max_channels: int, size) -> int:
+    """The narrowest ``init_channels`` whose Network-Fix costs at least ``target_macs`` per
+    image at input ``size`` (the equal-cost static rival never gets less compute than the
+    dynamic network it is compared with); ``max_channels`` if even that is cheaper."""
+    from dynn.dynamic_routing.model import build_model
+
+    for channels in range(2, max_channels + 1):
+        net = build_model(num_classes, layers=layers, init_channels=channels, gated=False)
+        if net.cost_table(tuple(size)).network_fix_cost >= target_macs:
+            return channels
+    return max_channels
+
+
+def equal_cost_rivals(model: DynamicRoutingNet, val_data, *, batch_size: int, device, max_channels: int) -> dict:
+    """The two static rivals of ``model`` at its cost, fixed on the VALIDATION split.
+
+    ``static_route``: the route most validation images take (:func:`modal_route`), to be
+    trained from scratch as a static network; ``init_channels``: the narrowest Network-Fix
+    whose cost (at the training crop) is at least the dynamic network's validation cost
+    ratio times the full Network-Fix's (:func:`width_at_cost`). Also the numbers they were
+    chosen from.
+    """
+    ev = evaluate(model, val_data, batch_size=batch_size, device=device)
+    ratio = float((ev["real_cost"] / ev["network_fix_cost"]).mean())
+    size = tuple(val_data[0][0].shape[-2:]) if not getattr(val_data, "whole_image", False) else None
+    size = size or (val_data.crop, val_data.crop)
+    full = model.cost_table(size).network_fix_cost
+    channels = width_at_cost(
+        ratio * full, num_classes=model.num_classes, layers=model.layers, max_channels=max_channels, size=size
+    )
+    return {
+        "static_route": modal_route(ev["gates"]),
+        "init_channels": channels,
+        "val_cost_ratio": ratio,
+        "val_route_share": route_diversity(ev["gates"])["modal_share"],
+    }
+
+
+def gate_use_by_regime(data, nodes: Sequence[Node], ev: dict) -> pd.DataFrame | None:
+    """Per scene regime (``digit_scenes``): images, mean object size, real cost, open cells
+    and each scale's mean gate activation — does the route follow what is in the image?"""
+    regimes = getattr(data, "regimes", None)
+    if regimes is None:
+        return None
+    sizes = object_sizes(data)
+    act = scale_activation(nodes, ev["gates"])
+    frame = pd.DataFrame(
+        {
+            "regime": list(regimes),
+            "object_size_px": sizes,
+            "real_macs": ev["real_cost"],
+            "open_cells": ev["open_cells"].sum(1),
+            **{f"gate {name}": act[:, s] for s, name in enumerate(SCALE_NAMES)},
+        }
+    )
+    table = frame.groupby("regime", sort=False).mean()
+    table.insert(0, "images", frame.groupby("regime", sort=False).size())
+    return table.reset_index()
 
 
 def scale_activation(nodes: Sequence[Node], gates: Sequence[np.ndarray]) -> np.ndarray:
@@ -140,7 +258,7 @@ def scale_activation(nodes: Sequence[Node], gates: Sequence[np.ndarray]) -> np.n
 
 def object_sizes(data) -> np.ndarray:
     """Mean object size (px) per image: the pasted digits' box side for ``digit_scenes``; for
-    real sets the square root of the mean labelled area per class present."""
+    real sets the square root of the mean labelled area per class present (a proxy)."""
     sizes = []
     for i in range(len(data)):
         if getattr(data, "object_sizes", None) is not None:
@@ -233,7 +351,7 @@ def latency_table(
     for label, model in models.items():
         model.eval()
         for b, x in xs.items():
-            if model.using_gate:
+            if model.using_gate or model.static_route is not None:  # a static route skips its closed cells
                 calls[(label, "skip", b)] = (model.forward_skip, (x,))
             calls[(label, "dense", b)] = (model, (x,))
     rows = dynn.flops.compare_latency(
@@ -255,29 +373,36 @@ def _latency(latency: pd.DataFrame, label: str, path: str, batched: bool) -> tup
 def role_of(label: str, *, sweep: bool) -> dict:
     """How the report reads a point: the budgeted networks are the method (every μ of a sweep
     shown, or one μ fixed in advance), Dynamic-Raw is the method without budget (the paper's
-    unconstrained model), Network-Fix the static baseline."""
+    unconstrained model), Network-Fix the static baseline; the equal-cost static rivals are
+    baselines whose operating point follows the main dynamic network's cost."""
     if label == FIX:
         return {"role": "baseline", "series": FIX, "selection": "fixed"}
+    if label in EQUAL_COST_RIVALS:
+        return {"role": "baseline", "series": label, "selection": "validation"}
     if label == RAW:
         return {"role": "method", "series": RAW, "selection": "fixed"}
     return {"role": "method", "series": METHOD_SERIES, "selection": "sweep" if sweep else "fixed"}
 
 
 def result_points(
-    evals: dict[str, dict], latency: pd.DataFrame, costs: CostTable, *, budgets: dict[str, float | None], sweep: bool
+    evals: dict[str, dict], latency: pd.DataFrame, *, reference: str, budgets: dict, sweep: bool
 ) -> pd.DataFrame:
     """One row per network: mIoU (as ``accuracy``, ``metric`` mIoU), real and expected MACs
     per image, cost ratios, closed cells, route diversity, latencies with their batches, and
     the report's ``role`` / ``series`` / ``selection``.
 
-    ``real_ratio`` is relative to Network-Fix's cost (the whole network without gates);
-    ``real_ratio_cfull`` puts the real cost of cells, transitions and gates on μ's scale
-    (over C_full, no stem or head) next to ``expected_ratio`` (what the budget loss sees).
+    Ratios are per image (images may differ in size) against the ``reference`` network's
+    architecture (the full-width one): ``real_ratio`` over its Network-Fix cost (the whole
+    network without gates); ``real_ratio_cfull`` puts the real cost of cells, transitions and
+    gates (no stem or head) on μ's scale, over its C_full, next to ``expected_ratio`` (what
+    the budget loss sees).
     """
+    ref = evals[reference]
     rows = []
     for label, ev in evals.items():
         div = route_diversity(ev["gates"])
         real, expected = ev["real_cost"], ev["expected_cost"]
+        stem_and_head = ev["network_fix_cost"] - ev["full_cost"]
         lat1, _ = _latency(latency, label, "skip", False)
         dense1, _ = _latency(latency, label, "dense", False)
         latb, batch = _latency(latency, label, "skip", True)
@@ -294,12 +419,14 @@ def result_points(
                 "macs_std": float(real.std()),
                 "expected_macs": float(expected.mean()),
                 "expected_macs_std": float(expected.std()),
-                "real_ratio": float(real.mean()) / costs.network_fix_cost,
-                "real_ratio_cfull": float(real.mean() - costs.stem - costs.head) / costs.full_cost,
-                "expected_ratio": float(expected.mean()) / costs.full_cost,
+                "real_ratio": float((real / ref["network_fix_cost"]).mean()),
+                "real_ratio_cfull": float(((real - stem_and_head) / ref["full_cost"]).mean()),
+                "expected_ratio": float((expected / ref["full_cost"]).mean()),
                 "closed_fraction": ev["closed_fraction"],
                 "distinct_routes": div["distinct_routes"],
                 "mean_hamming": div["mean_hamming"],
+                "open_cell_distance": div["open_cell_distance"],
+                "modal_share": div["modal_share"],
                 "latency_ms": lat1,
                 "dense_latency_ms": dense1,
                 "latency_batch": 1,
@@ -328,6 +455,7 @@ def summary_metrics(points: pd.DataFrame, main_label: str, costs: CostTable, **e
         "closed_fraction": head["closed_fraction"],
         "distinct_routes": int(head["distinct_routes"]),
         "mean_hamming": head["mean_hamming"],
+        "open_cell_distance": head["open_cell_distance"],
         "latency_ms": head["latency_ms"],
         "dense_latency_ms": head["dense_latency_ms"],
         "latency_ratio_vs_dense": head["latency_ms"] / head["dense_latency_ms"],
@@ -336,9 +464,9 @@ def summary_metrics(points: pd.DataFrame, main_label: str, costs: CostTable, **e
         "network_fix_macs": costs.network_fix_cost,
         **extra,
     }
-    for name in (RAW, FIX):
+    for name in (RAW, FIX, *EQUAL_COST_RIVALS):
         if name in table.index and name != main_label:
-            key = name.lower().replace("-", "_")
+            key = name.lower().replace("-", "_").replace(" ", "_").replace("(", "").replace(")", "")
             metrics[f"{key}_miou"] = table.loc[name, "accuracy"]
             metrics[f"{key}_macs"] = table.loc[name, "macs"]
             metrics[f"{key}_latency_ms"] = table.loc[name, "latency_ms"]

@@ -185,7 +185,10 @@ class Cell(nn.Module):
         return self.down(y)
 
     def gates(self, h: torch.Tensor) -> torch.Tensor:
-        if self.gate is None:  # Network-Fix: every path always fully open
+        if self.gate is None:  # no gates: a static route for every image, or Network-Fix (every path open)
+            fixed = getattr(self, "fixed_route", None)
+            if fixed is not None:
+                return fixed.to(h.dtype).expand(h.shape[0], -1)
             return h.new_ones(h.shape[0], len(self.node.paths))
         return self.gate(h)
 
@@ -261,13 +264,30 @@ class DynamicRoutingNet(nn.Module):
         gate_bias: float = 1.5,
         small_gate: bool = False,
         drop_path_prob: float = 0.0,
+        static_route: Sequence[Sequence[float]] | None = None,
     ):
         super().__init__()
         self.num_classes, self.layers, self.init_channels = num_classes, layers, init_channels
         self.using_gate, self.drop_path_prob = using_gate, drop_path_prob
         self.nodes = build_routing_space(layers, init_channels)
+        if static_route is not None:
+            if using_gate:
+                raise ValueError(
+                    "static_route: a network with one route for every image has no gates (using_gate=False)"
+                )
+            if [len(r) for r in static_route] != [len(n.paths) for n in self.nodes]:
+                raise ValueError(
+                    f"static_route has {[len(r) for r in static_route]} paths per cell, this routing space "
+                    f"{[len(n.paths) for n in self.nodes]}"
+                )
+        # One fixed 0/1 route for every image (None: Network-Fix, every path open); a
+        # stage argument, rebuilt from it, so not part of the state dict.
+        self.static_route = None if static_route is None else [[float(v) for v in r] for r in static_route]
         self.stem = Stem(in_channels, init_channels)
         self.cells = nn.ModuleList(Cell(n, using_gate, gate_bias, small_gate) for n in self.nodes)
+        if self.static_route is not None:
+            for cell, r in zip(self.cells, self.static_route):
+                cell.register_buffer("fixed_route", torch.tensor(r), persistent=False)
         self.final_nodes = [n.index for n in self.nodes if n.layer == layers]
         self.head = DecoderHead(init_channels, len(self.final_nodes), num_classes)
         self._costs: dict[tuple[int, int], CostTable] = {}
@@ -479,8 +499,10 @@ def build_model(
     small_gate: bool = False,
     drop_path_prob: float = 0.0,
     in_channels: int = 3,
+    static_route: Sequence[Sequence[float]] | None = None,
 ) -> DynamicRoutingNet:
-    """A :class:`DynamicRoutingNet`; ``gated=False`` is Network-Fix (every path always open).
+    """A :class:`DynamicRoutingNet`; ``gated=False`` is Network-Fix (every path always open),
+    or with ``static_route`` a static network on that one route (0/1 per cell and path).
 
     The stages build their networks here, right after seeding, so a network's initial
     weights depend only on the stage's arguments (never on what a notebook built before).
@@ -494,4 +516,5 @@ def build_model(
         gate_bias=gate_bias,
         small_gate=small_gate,
         drop_path_prob=drop_path_prob,
+        static_route=static_route,
     )

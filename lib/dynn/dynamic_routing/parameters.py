@@ -6,7 +6,7 @@ heavy is imported, so a typo fails within a second, naming the parameter.
 
 from __future__ import annotations
 
-from dynn.params import Choice, DataRoot, Device, Flag, ListOf, Number, Text, dataset_names
+from dynn.params import Choice, DataRoot, Device, ExistingPath, Flag, ListOf, Number, Text, dataset_names
 
 # The network halves the resolution five times (stem ×4, then down to 1/32), so a crop
 # side must be a multiple of 32 for the coarsest scale to line up with the finer ones.
@@ -35,6 +35,8 @@ SPEC = {
     "train_limit": Number(min=0, integer=True),
     "val_limit": Number(min=0, integer=True),
     "test_limit": Number(min=0, integer=True),
+    "val_fraction": Number(min=0, max=0.9),
+    "stem_weights": ExistingPath(required_if=lambda p: bool(p.get("stem_weights"))),
     "layers": Number(min=1, max=64, integer=True),
     "init_channels": Number(min=2, integer=True),
     "gate_bias": Number(),

@@ -156,6 +156,50 @@ def budget_free_epochs(epochs: int, unupdate_rate: float) -> int:
     return int(unupdate_rate * epochs)
 
 
+# ------------------------------------------------------------------ data and initial weights
+def load_split(dataset: str, split: str, *, limit: int, data_root: str, crop_size: int, val_fraction: float):
+    """One split; for the real sets ``val_fraction`` of the official training images is held
+    out as ``val`` (the embedded scenes have their own fixed validation scenes)."""
+    from dynn.data.catalog import CATALOG
+
+    extra = {} if CATALOG[dataset].embedded else {"val_fraction": val_fraction}
+    return get_dataset(dataset, split, limit=limit, data_root=data_root, resolution=crop_size, **extra)
+
+
+def load_stem_weights(model: DynamicRoutingNet, path: str) -> list[str]:
+    """Initialise the stem from a local state dict (e.g. ImageNet-pretrained weights).
+
+    Accepts a state dict (or one under ``"state_dict"``/``"model"``) whose stem entries are
+    named ``stem.<name>`` (as :class:`DynamicRoutingNet` names them; other entries are
+    ignored) or ``<name>`` directly. Every stem tensor must be there with its shape.
+    Returns the names that were loaded.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    own = model.stem.state_dict()
+    found = {k[len("stem.") :]: v for k, v in state.items() if k.startswith("stem.")} or {
+        k: v for k, v in state.items() if k in own
+    }
+    missing = sorted(set(own) - set(found))
+    wrong = [
+        f"{k}: {tuple(found[k].shape)} there, {tuple(own[k].shape)} here"
+        for k in own
+        if k in found and found[k].shape != own[k].shape
+    ]
+    if missing or wrong:
+        raise ValueError(
+            f"parameter 'stem_weights' = {path!r}: "
+            + (f"missing stem entries {missing[:4]}{' ...' if len(missing) > 4 else ''}" if missing else "")
+            + ("; " if missing and wrong else "")
+            + (f"shapes differ ({'; '.join(wrong[:4])})" if wrong else "")
+            + f". Expected the names of DynamicRoutingNet.stem ({', '.join(list(own)[:3])}, ...) with prefix 'stem.'"
+        )
+    model.stem.load_state_dict({k: found[k] for k in own})
+    return list(own)
+
+
 # ------------------------------------------------------------------ the stages
 def _stage_params(arguments: dict) -> dict:
     """What a stage's checkpoint records and checks: its arguments, less where and how it runs
@@ -180,6 +224,7 @@ def _train_stage(
     crop_size: int,
     train_limit: int,
     val_limit: int,
+    val_fraction: float,
     layers: int,
     init_channels: int,
     gate_bias: float,
@@ -191,17 +236,20 @@ def _train_stage(
     weight_decay: float,
     warmup_iters: int,
     grad_clip: float,
+    stem_weights: str,
     seed: int,
     progress: bool,
     params: dict,
+    static_route: list | None = None,
 ) -> DynamicRoutingNet:
     """Epochs ``[.., train_epochs)`` of an ``epochs``-long schedule, as resumable stage ``stage``."""
     from dynn.dynamic_routing.evaluate import evaluate
 
     torch_device = dynn.train.resolve_device(device)
     distributed = dynn.train.init_distributed(torch_device)
-    train_data = get_dataset(dataset, "train", limit=train_limit, data_root=data_root, resolution=crop_size)
-    val_data = get_dataset(dataset, "val", limit=val_limit, data_root=data_root, resolution=crop_size)
+    split = dict(data_root=data_root, crop_size=crop_size, val_fraction=val_fraction)
+    train_data = load_split(dataset, "train", limit=train_limit, **split)
+    val_data = load_split(dataset, "val", limit=val_limit, **split)
     dynn.train.seed_everything(seed)  # the initial weights depend on the seed only
     model = build_model(
         train_data.num_classes,
@@ -211,7 +259,11 @@ def _train_stage(
         gate_bias=gate_bias,
         small_gate=small_gate,
         drop_path_prob=drop_path_prob,
-    ).to(torch_device)
+        static_route=static_route,
+    )
+    if stem_weights:
+        load_stem_weights(model, stem_weights)
+    model = model.to(torch_device)
     model.cost_table((crop_size, crop_size))  # measured once here, not inside a DDP forward
     steps_per_epoch = math.ceil(len(train_data) / dynn.train.world_size() / batch_size)  # as fit counts them
     total_steps = epochs * steps_per_epoch
@@ -227,10 +279,7 @@ def _train_stage(
 
     def validate(net: nn.Module) -> dict:
         ev = evaluate(net, val_data, batch_size=batch_size, device=torch_device)
-        return {
-            "miou": ev["miou"],
-            "real_ratio": float(ev["real_cost"].mean()) / net.cost_table((crop_size, crop_size)).network_fix_cost,
-        }
+        return {"miou": ev["miou"], "real_ratio": float((ev["real_cost"] / ev["network_fix_cost"]).mean())}
 
     history = dynn.train.fit(
         model,
@@ -311,6 +360,8 @@ def warm_up(
     warmup_iters: int,
     grad_clip: float,
     seed: int,
+    val_fraction: float = 0.1,
+    stem_weights: str = "",
     progress: bool = True,
 ) -> DynamicRoutingNet:
     """The budget-free first ``unupdate_rate`` of an ``epochs``-long schedule (whole epochs).
@@ -358,6 +409,8 @@ def train_dynamic(
     warmup_iters: int,
     grad_clip: float,
     seed: int,
+    val_fraction: float = 0.1,
+    stem_weights: str = "",
     progress: bool = True,
 ) -> DynamicRoutingNet:
     """The dynamic network under budget μ (``budget_mu``, λ = ``budget_lambda``) to the end of the schedule.
@@ -393,9 +446,19 @@ def train_fixed(
     warmup_iters: int,
     grad_clip: float,
     seed: int,
+    val_fraction: float = 0.1,
+    stem_weights: str = "",
+    static_route: list | None = None,
     progress: bool = True,
 ) -> DynamicRoutingNet:
-    """Network-Fix: the same routing space with the gates off (every path open), trained from scratch."""
+    """Network-Fix: the same routing space with the gates off (every path open), trained from scratch.
+
+    Two static rivals of a dynamic network at its cost are this stage too: ``static_route``
+    (0/1 per cell and path, e.g. :func:`dynn.dynamic_routing.evaluate.modal_route` of the
+    dynamic network) fixes one route for every image — the learned route, retrained from
+    scratch as a static network — and a smaller ``init_channels``
+    (:func:`dynn.dynamic_routing.evaluate.width_at_cost`) is a narrower Network-Fix.
+    """
     arguments = dict(locals())
     params = _stage_params(arguments)
     return _train_stage(
