@@ -13,22 +13,16 @@ from one set of weights. Where things live:
 - :mod:`dynn.sdpoint.evaluate`: BN recalibration per instance, the instance table,
   latency;
 - :mod:`dynn.sdpoint.agent`: the follow-up fork's learned per-layer downsampling;
-- :mod:`dynn.sdpoint.plots`: the notebook's figures and the interactive explorer.
+- :mod:`dynn.sdpoint.plots`: the notebook's figures and the interactive explorer;
+- :mod:`dynn.sdpoint.claims`: the paper's claims decided from a run's tables (paired
+  intervals), :mod:`dynn.sdpoint.published`: the paper's published figures.
 
 Submodules load on first use (``dynn.sdpoint.model`` ...), so importing this package (and
 its parameter rules) does not import torch.
 """
 
-import importlib
+from dynn.lazy import lazy_submodules
 
-_SUBMODULES = frozenset({"agent", "evaluate", "model", "parameters", "plots", "train"})
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"dynn.sdpoint.{name}")
-    raise AttributeError(f"module 'dynn.sdpoint' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | _SUBMODULES)
+__getattr__ = lazy_submodules(
+    __name__, ["agent", "claims", "evaluate", "model", "parameters", "plots", "published", "train"]
+)

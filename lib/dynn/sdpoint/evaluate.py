@@ -138,20 +138,23 @@ def evaluate_instances(
     bn_mode: str = "average",
     batch_size: int = 256,
     device="cpu",
+    full_only: bool = False,
 ) -> list[dict]:
     """Accuracy and MACs of every instance (official order), with or without recalibration.
 
-    Columns: point, ratio, macs, macs_fraction and ``<split>_top1`` / ``<split>_top5`` per
-    split. In ``official`` mode the statistics carry over from one instance to the next,
-    in the official order, exactly as the official ``--evaluate`` loop leaves them; the
-    trained statistics are restored at the end either way.
+    Columns: point, ratio, macs, macs_fraction, ``<split>_top1`` / ``<split>_top5`` per
+    split and ``test_correct`` (per-image correctness on the test split, for paired
+    comparisons). In ``official`` mode the statistics carry over from one instance to the
+    next, in the official order, exactly as the official ``--evaluate`` loop leaves them;
+    the trained statistics are restored at the end either way. ``full_only``: only the
+    instance without downsampling.
     """
     saved = bn_state(model)
     input_shape = input_shape_of(next(iter(splits.values())))
     full = model.macs(model.full_config(), input_shape)
     rows = []
     try:
-        for point, ratio in model.instances():
+        for point, ratio in model.instances()[:1] if full_only else model.instances():
             config = model.instance_config(point, ratio)
             acc = configuration_accuracy(
                 model,
@@ -174,6 +177,8 @@ def evaluate_instances(
             }
             for name, result in acc.items():
                 row.update({f"{name}_top1": result["top1"], f"{name}_top5": result["top5"]})
+            if "test" in acc:
+                row["test_correct"] = acc["test"]["correct"]
             rows.append(row)
     finally:
         restore_bn_state(model, saved)
@@ -196,10 +201,16 @@ def instance_table(
     bn_batches: int,
     bn_batch_size: int,
     seed: int,
+    recalibrated_splits: list = ("val", "test"),
+    plain_splits: list = ("val", "test"),
+    plain_instances: str = "all",
     batch_size: int = 256,
 ) -> pd.DataFrame:
-    """Every instance of a trained network, with and without BN recalibration, on the
-    validation and test splits (``recalibrated`` column).
+    """Every instance of a trained network, with and without BN recalibration
+    (``recalibrated`` column), on the splits asked for: with recalibration on
+    ``recalibrated_splits``, with the trained statistics on ``plain_splits`` and for
+    ``plain_instances`` = ``"all"`` instances or only the ``"full"`` network (evaluation
+    is most of a small run's time, so a run asks only for what it reports).
 
     A keyed stage like training (``run.stage(instance_table, checkpoint=..., ...)``), so a
     sweep over the agent's parameters computes the table of a shared network once: it is
@@ -210,7 +221,11 @@ def instance_table(
     ``legacy_official``, which is how the plainly trained baseline is scored at the SDPoint
     model's instances.
     """
-    params = {k: v for k, v in locals().items() if k not in ("run_dir", "device")}
+    if plain_instances not in ("all", "full"):
+        raise ValueError(f"plain_instances must be 'all' or 'full', got {plain_instances!r}")
+    params = {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items() if k not in ("run_dir", "device")
+    }
     from dynn.runs import atomic_write_text
     from dynn.sdpoint.train import finished_result, load_data, load_model, save_result
     from dynn.train import weights_digest
@@ -223,29 +238,34 @@ def instance_table(
     device = torch.device(device)
     model = with_points(network, ratios=ratios, legacy_official=legacy_official).to(device)
     data = dict(dataset=dataset, data_root=data_root, resolution=resolution)
+    limits = {"val": val_limit, "test": test_limit}
     splits = {
-        "val": in_memory(load_data(split="val", limit=val_limit, **data)),
-        "test": in_memory(load_data(split="test", limit=test_limit, **data)),
+        name: in_memory(load_data(split=name, limit=limits[name], **data))
+        for name in sorted(set(recalibrated_splits) | set(plain_splits))
     }
     calibration = calibration_batches(
         load_data(split="train", limit=train_limit, **data), batches=bn_batches, batch_size=bn_batch_size, seed=seed
     )
     bn_mode = "official" if legacy_official else "average"
-    rows = [
-        dict(row, recalibrated=recal)
-        for recal in (False, True)
-        for row in evaluate_instances(
-            model,
-            splits,
-            calibration=calibration if recal else None,
-            bn_mode=bn_mode,
-            batch_size=batch_size,
-            device=device,
-        )
-    ]
+    rows = []
+    for recal, names in ((False, plain_splits), (True, recalibrated_splits)):
+        if not names:
+            continue
+        rows += [
+            dict(row, recalibrated=recal)
+            for row in evaluate_instances(
+                model,
+                {name: splits[name] for name in names},
+                calibration=calibration if recal else None,
+                bn_mode=bn_mode,
+                batch_size=batch_size,
+                device=device,
+                full_only=not recal and plain_instances == "full",
+            )
+        ]
     table = pd.DataFrame(rows)
     save_result(run_dir, "instance_table", params, {"table": table.to_dict("list")})
-    atomic_write_text(Path(run_dir) / "instances.csv", table.to_csv(index=False))
+    atomic_write_text(Path(run_dir) / "instances.csv", table.drop(columns="test_correct").to_csv(index=False))
     return table
 
 
@@ -345,6 +365,7 @@ def agent_table(
                 "reward": ev.reward,
                 "test_top1": acc["top1"],
                 "test_top5": acc["top5"],
+                "test_correct": acc["correct"],
                 "macs": ev.macs,
                 "macs_fraction": ev.macs_fraction,
                 "best": config == best.config,
@@ -352,6 +373,83 @@ def agent_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- deployment
+class DeployedInstance(nn.Module):
+    """One instance as the network one would ship: ``forward(images)`` runs ``config`` on
+    the backbone, whose BN statistics were recalibrated for that instance.
+
+    Holds the plain backbone (picklable) and rebuilds the SDPoint wrapper on first use, so
+    ``torch.save`` of the whole module works (``Run.save_deployed``)."""
+
+    def __init__(self, backbone: nn.Module, config: Sequence[float], *, ratios, legacy_official: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.config = tuple(float(r) for r in config)
+        self.ratios = tuple(ratios)
+        self.legacy_official = legacy_official
+
+    def _network(self) -> SDPointNet:
+        if self.__dict__.get("_net") is None:
+            self.__dict__["_net"] = SDPointNet(
+                self.backbone, self.ratios, sampling="none", legacy_official=self.legacy_official
+            )
+        return self.__dict__["_net"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._network().run(x, self.config)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_net", None)
+        return state
+
+
+def deployable(
+    model: SDPointNet, config: Sequence[float], calibration, *, bn_mode: str = "average", device="cpu"
+) -> DeployedInstance:
+    """A copy of ``model`` recalibrated for ``config`` (the trained model is left alone), on the CPU."""
+    import copy
+
+    # a fresh wrapper on a copied backbone: the wrapper's view holds closures over its own backbone
+    network = SDPointNet(
+        copy.deepcopy(model.backbone), model.ratios, sampling="none", legacy_official=model.legacy_official
+    )
+    recalibrate(network, config, calibration, mode=bn_mode, device=device)
+    return DeployedInstance(
+        network.backbone.cpu().eval(), config, ratios=model.ratios, legacy_official=model.legacy_official
+    ).eval()
+
+
+def save_deployed_points(
+    run,
+    model: SDPointNet,
+    baseline: SDPointNet,
+    instances: pd.DataFrame,
+    images: torch.Tensor,
+    *,
+    calibration,
+    bn_mode: str = "average",
+    device="cpu",
+) -> dict[str, str]:
+    """Save what the run would ship (``run.save_deployed``): every SDPoint instance on the
+    validation front, recalibrated for itself, and the baseline network as trained.
+    Returns {result-point label: deployed file}, for :func:`result_points`."""
+    import copy
+
+    configs = instance_configs(model)
+    sdpoint = instances[(instances.model == "SDPoint") & instances.recalibrated]
+    images = images[:64].cpu()
+    out = {}
+    for _, r in validation_choice(sdpoint).iterrows():
+        label = f"{r['label']} (chosen on validation)"
+        module = deployable(model, configs[r["label"]], calibration, bn_mode=bn_mode, device=device)
+        out[label] = run.save_deployed(f"SDPoint {label}", module, images)
+    out["baseline full network"] = run.save_deployed(
+        "baseline full network", copy.deepcopy(baseline.backbone).cpu().eval(), images
+    )
+    return out
 
 
 # ---------------------------------------------------------------- latency
@@ -388,6 +486,7 @@ def latency_table(
                 "latency_batched_ms": bn["median_ms"],
                 "latency_batch": bn["batch"],
                 "latency_spread_ms": b1["spread_ms"],
+                "latency_batched_spread_ms": bn["spread_ms"],
                 "threads": b1["threads"],
                 "latency_device": b1["device"],
             }
@@ -440,9 +539,10 @@ def _point(row, **fields) -> dict:
         "accuracy": float(row["test_top1"]),
         "top5": float(row["test_top5"]),
         "macs": int(row["macs"]),
-        "val_accuracy": float(row["val_top1"]),
         "macs_fraction": float(row["macs_fraction"]),
     }
+    if "val_top1" in row and not pd.isna(row["val_top1"]):
+        out["val_accuracy"] = float(row["val_top1"])
     for key in ("latency_ms", "latency_batched_ms"):
         if key in row:
             out[key] = float(row[key])
@@ -452,7 +552,9 @@ def _point(row, **fields) -> dict:
     return {**out, **fields}
 
 
-def result_points(instances: pd.DataFrame, agent_points: pd.DataFrame, *, agent: str) -> list[dict]:
+def result_points(
+    instances: pd.DataFrame, agent_points: pd.DataFrame, *, agent: str, deployed: dict | None = None
+) -> list[dict]:
     """Every point of ``results.json`` with its role, series and selection:
 
     - SDPoint instances, BN recalibrated: ``method`` / ``sweep`` (every instance shown), and
@@ -461,7 +563,18 @@ def result_points(instances: pd.DataFrame, agent_points: pd.DataFrame, *, agent:
     - the plainly trained baseline at every instance (recalibrated): ``baseline``;
     - both models without recalibration: ``ablation`` / ``sweep``;
     - the agent's configurations: ``method`` / ``validation``.
+
+    ``deployed`` ({label: file} from :func:`save_deployed_points`) fills the ``deployed``
+    field of the points it names.
     """
+    points = _result_points(instances, agent_points, agent=agent)
+    for point in points:
+        if deployed and point["label"] in deployed:
+            point["deployed"] = deployed[point["label"]]
+    return points
+
+
+def _result_points(instances: pd.DataFrame, agent_points: pd.DataFrame, *, agent: str) -> list[dict]:
     points = []
     sdpoint = instances[(instances.model == "SDPoint") & instances.recalibrated]
     for _, r in sdpoint.iterrows():
@@ -491,21 +604,34 @@ def result_points(instances: pd.DataFrame, agent_points: pd.DataFrame, *, agent:
                 ratio=float(r["ratio"]),
             )
         )
-    baseline = instances[(instances.model == "baseline") & instances.recalibrated]
+    plain = instances[(instances.model == "baseline") & ~instances.recalibrated & (instances.point == "none")]
+    for _, r in plain.iterrows():  # the normally trained network, as trained
+        points.append(
+            _point(
+                r,
+                label="baseline full network",
+                role="baseline",
+                series="baseline",
+                selection="fixed",
+                point="none",
+                ratio=1.0,
+            )
+        )
+    baseline = instances[(instances.model == "baseline") & instances.recalibrated & (instances.point != "none")]
     for _, r in baseline.iterrows():
         points.append(
             _point(
                 r,
                 label=f"baseline {r['label']}",
                 role="baseline",
-                series="baseline (BN recalibrated)",
-                selection="fixed" if r["point"] == "none" else "sweep",
+                series="baseline at the SDPoint instances (BN recalibrated)",
+                selection="sweep",
                 point=r["point"],
                 ratio=float(r["ratio"]),
             )
         )
     for name in ("SDPoint", "baseline"):
-        rows = instances[(instances.model == name) & ~instances.recalibrated]
+        rows = instances[(instances.model == name) & ~instances.recalibrated & (instances.point != "none")]
         for _, r in rows.iterrows():
             points.append(
                 _point(

@@ -149,30 +149,36 @@ def agent_figure(
     agent: str,
     input_shape: Sequence[int],
 ):
-    """The agent's tested configurations next to the single-point instances (test top-1;
-    the grey cloud is every explored configuration on validation), its learning curve
-    and its best configuration."""
-    fig, axes = plt.subplots(1, 3, figsize=(18, 4.5))
-    axes[0].scatter(
-        explored["macs"], explored["accuracy"], s=12, alpha=0.3, color="gray", label="explored (validation top-1)"
-    )
-    both = pd.concat(
-        [
-            instances.assign(series="single-point instances, test")[["macs", "test_top1", "series"]],
-            agent_table.assign(series=f"agent ({agent}), test")[["macs", "test_top1", "series"]],
-        ]
-    )
-    plots.plot_accuracy_vs_cost(
-        both, x="macs", y="test_top1", hue="series", ax=axes[0], title="Agent configurations vs single-point instances"
-    )
-    learning_curve(search_history, ax=axes[1], title="Agent learning curve")
+    """Four panels, never two splits on one axis: (1) validation top-1 of every explored
+    configuration, of the single-point instances and of the agent's candidates (what the
+    choice saw); (2) test top-1 of the single-point instances and of those candidates (what
+    gets reported); (3) the agent's learning curve; (4) its best configuration."""
+    fig, axes = plt.subplots(1, 4, figsize=(23, 4.5))
+    axes[0].scatter(explored["macs"], explored["accuracy"], s=12, alpha=0.3, color="gray", label="explored")
+    for ax, split in ((axes[0], "val"), (axes[1], "test")):
+        both = pd.concat(
+            [
+                instances.assign(series="single-point instances")[["macs", f"{split}_top1", "series"]],
+                agent_table.assign(series=f"agent ({agent}) candidates")[["macs", f"{split}_top1", "series"]],
+            ]
+        )
+        plots.plot_accuracy_vs_cost(
+            both,
+            x="macs",
+            y=f"{split}_top1",
+            hue="series",
+            ax=ax,
+            ylabel=f"{'validation' if split == 'val' else 'test'} top-1 (%)",
+            title="Validation: what the choice saw" if split == "val" else "Test: what is reported",
+        )
+    learning_curve(search_history, ax=axes[2], title="Agent learning curve (validation reward)")
     best = agent_table[agent_table.best].iloc[0]
     config_picture(
         model.point_names,
         best["config"],
         [s for _, s in model.trace_shapes(best["config"], input_shape)],
         full_shapes=[s for _, s in model.trace_shapes(model.full_config(), input_shape)],
-        ax=axes[2],
+        ax=axes[3],
         title=f"Best configuration: {best['macs_fraction']:.0%} MACs, {best['test_top1']:.1f}% test top-1",
     )
     return fig
