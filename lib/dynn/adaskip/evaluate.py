@@ -271,7 +271,7 @@ def task_metric(data, scores: np.ndarray, predictions: np.ndarray, targets: np.n
     """The set's metric in %: mAP for multi-label sets (``data.multi_hot``), top-1 otherwise."""
     multi_hot = getattr(data, "multi_hot", None)
     if multi_hot is not None and getattr(data, "multi_label", False):
-        return mean_average_precision(scores, np.asarray(multi_hot)[: len(scores)])
+        return mean_average_precision(scores, np.asarray(multi_hot))
     return float((predictions == targets).mean() * 100)
 
 

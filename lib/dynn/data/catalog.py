@@ -86,8 +86,10 @@ CATALOG: dict[str, Source] = {
         "video",
         layout="<data_root>/train.txt and <data_root>/val.txt (optionally test.txt; "
         "test falls back to val.txt as in the official evaluation), one video per line: "
-        "'relative_path num_frames label', where <data_root>/<relative_path>/ holds the frames "
-        "img_00001.jpg, img_00002.jpg, ...",
+        "'relative_path num_frames label' (TSN) or 'relative_path,num_frames,label[,label...]' "
+        "(AR-Net's ActivityNet/FCVID lists, multi-label), where <data_root>/<relative_path>/ or "
+        "<data_root>/frames/<relative_path>/ holds the frames img_00001.jpg, ... or image_00001.jpg, ...; "
+        "num_classes comes from train.txt",
         remedy="Extract frames with ffmpeg (e.g. 'ffmpeg -i video.mp4 -vf fps=1 "
         "dir/img_%05d.jpg', as the official ops/video_jpg.py does) and write the list files.",
         check=_needs("train.txt", "val.txt"),

@@ -298,10 +298,55 @@ VIDEO_LAYOUT = CATALOG["video_frames"].layout
 VIDEO_HOW = CATALOG["video_frames"].remedy
 
 
-class VideoFrames(Dataset):
-    """The official TSN format: frame folders + a list file; multi-resolution clips."""
+IMAGE_TEMPLATES = ("img_{:05d}.jpg", "image_{:05d}.jpg")  # TSN's, and AR-Net's ActivityNet / FCVID frames
 
-    per_item = ("records", "targets")
+
+def parse_video_list(list_file: Path) -> list[tuple[str, int, list[int]]]:
+    """``(relative_path, num_frames, labels)`` per video of a list file, in either layout:
+
+    - TSN's, space-separated: ``relative_path num_frames label``;
+    - AR-Net's ActivityNet / FCVID lists, comma-separated and multi-label:
+      ``relative_path,num_frames,label[,label...]``.
+    """
+    records = []
+    for n, line in enumerate(list_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        comma = "," in line
+        parts = [p.strip() for p in line.split(",")] if comma else line.split()
+        if len(parts) < 3:
+            raise DataError(
+                f"{list_file}:{n}: expected 'relative_path num_frames label' or "
+                f"'relative_path,num_frames,label[,label...]', got {line!r}; expected layout: {VIDEO_LAYOUT}"
+            )
+        try:
+            if comma:
+                path, frames, labels = parts[0], int(parts[1]), [int(x) for x in parts[2:] if x]
+            else:
+                path, frames, labels = " ".join(parts[:-2]), int(parts[-2]), [int(parts[-1])]
+        except ValueError as err:
+            raise DataError(f"{list_file}:{n}: num_frames and labels must be integers, got {line!r}") from err
+        if frames < 1 or not labels:
+            raise DataError(f"{list_file}:{n}: needs num_frames ≥ 1 and at least one label, got {line!r}")
+        records.append((path, frames, labels))
+    if not records:
+        raise DataError(f"{list_file} lists no videos; expected layout: {VIDEO_LAYOUT}")
+    return records
+
+
+class VideoFrames(Dataset):
+    """The official frame-folder formats: a list file + one folder of frames per video.
+
+    A video's folder is ``<root>/<relative_path>`` or, as in AR-Net's ActivityNet / FCVID
+    trees, ``<root>/frames/<relative_path>``; frames are ``img_00001.jpg`` (TSN) or
+    ``image_00001.jpg`` (AR-Net), found automatically unless ``image_tmpl`` is given.
+    ``num_classes`` comes from the *training* list (every split has the same classes). On a
+    multi-label set (a video with several labels) ``multi_label`` is true and ``multi_hot``
+    (videos × classes) holds the labels for mAP; an item's label is its first label, which
+    is what the cross-entropy of training uses.
+    """
+
+    per_item = ("records", "targets", "multi_hot", "frame_dirs", "templates")
 
     def __init__(
         self,
@@ -311,45 +356,46 @@ class VideoFrames(Dataset):
         num_segments: int,
         reso_list,
         train: bool,
-        image_tmpl: str = "img_{:05d}.jpg",
+        image_tmpl: str | None = None,
         channels: int = 3,
+        num_classes: int | None = None,
     ):
-        self.root, self.list_file, self.image_tmpl = root, list_file, image_tmpl
+        self.root, self.list_file = root, list_file
         self.reso_list = _check_reso_list(reso_list)
         self.num_segments, self.train, self.channels = int(num_segments), bool(train), int(channels)
-        self.records = self._parse(list_file)
-        labels = sorted({r[2] for r in self.records})
-        self.num_classes = max(labels) + 1
+        self.records = parse_video_list(list_file)
+        self.frame_dirs, self.templates = [], []
+        for n, (path, _, _) in enumerate(self.records, 1):
+            folder, tmpl = self._locate(path, image_tmpl)
+            if folder is None:
+                raise DataError(
+                    f"{list_file}:{n}: frame {root / path}/{(image_tmpl or IMAGE_TEMPLATES[0]).format(1)} does not "
+                    f"exist (nor under {root / 'frames' / path}); expected layout: {VIDEO_LAYOUT}"
+                )
+            self.frame_dirs.append(folder)
+            self.templates.append(tmpl)
+        labels = [label for r in self.records for label in r[2]]
+        self.num_classes = int(num_classes) if num_classes else max(labels) + 1
+        if max(labels) >= self.num_classes:
+            raise DataError(
+                f"{list_file}: label {max(labels)} but the training list has only {self.num_classes} classes"
+            )
         self.classes = [str(c) for c in range(self.num_classes)]
-        self.targets = torch.tensor([r[2] for r in self.records])
+        self.targets = torch.tensor([r[2][0] for r in self.records])
+        self.multi_label = any(len(r[2]) > 1 for r in self.records)
+        self.multi_hot = np.zeros((len(self.records), self.num_classes), dtype=np.float32)
+        for i, r in enumerate(self.records):
+            self.multi_hot[i, r[2]] = 1
         self.input_shape = (self.num_segments, channels, self.reso_list[0], self.reso_list[0])
         mean, std = IMAGENET_STATS if channels == 3 else ((0.449,), (0.226,))
         self.mean, self.std = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
-    def _parse(self, list_file: Path) -> list[tuple[str, int, int]]:
-        records = []
-        for n, line in enumerate(list_file.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) < 3:
-                raise DataError(
-                    f"{list_file}:{n}: expected 'relative_path num_frames label', got {line!r}; "
-                    f"expected layout: {VIDEO_LAYOUT}"
-                )
-            try:
-                path, frames, label = " ".join(parts[:-2]), int(parts[-2]), int(parts[-1])
-            except ValueError as err:
-                raise DataError(f"{list_file}:{n}: num_frames and label must be integers, got {line!r}") from err
-            if frames < 1:
-                raise DataError(f"{list_file}:{n}: num_frames must be ≥ 1, got {frames}")
-            first = self.root / path / self.image_tmpl.format(1)
-            if not first.exists():
-                raise DataError(f"{list_file}:{n}: frame {first} does not exist; expected layout: {VIDEO_LAYOUT}")
-            records.append((path, frames, label))
-        if not records:
-            raise DataError(f"{list_file} lists no videos; expected layout: {VIDEO_LAYOUT}")
-        return records
+    def _locate(self, path: str, image_tmpl: str | None):
+        for folder in (self.root / path, self.root / "frames" / path):
+            for tmpl in (image_tmpl,) if image_tmpl else IMAGE_TEMPLATES:
+                if (folder / tmpl.format(1)).exists():
+                    return folder, tmpl
+        return None, None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -378,7 +424,8 @@ class VideoFrames(Dataset):
     def __getitem__(self, index: int):
         from PIL import Image
 
-        path, num_frames, label = self.records[index]
+        _, num_frames, labels = self.records[index]
+        folder, tmpl = self.frame_dirs[index], self.templates[index]
         if self.train:
             gen = np.random.RandomState(int(torch.randint(0, 2**31 - 1, ()).item()))
             idx = tsn_indices(num_frames, self.num_segments, random_shift=True, rng=gen)
@@ -387,11 +434,11 @@ class VideoFrames(Dataset):
         mode = "RGB" if self.channels == 3 else "L"
         images = []
         for i in idx:  # official templates count from 1
-            file = self.root / path / self.image_tmpl.format(int(i) + 1)
+            file = folder / tmpl.format(int(i) + 1)
             if not file.exists():
-                file = self.root / path / self.image_tmpl.format(1)
+                file = folder / tmpl.format(1)
             images.append(Image.open(file).convert(mode))
-        return multi_resolution(self._transform(images), self.reso_list), label
+        return multi_resolution(self._transform(images), self.reso_list), labels[0]
 
 
 @register_dataset("video_frames")
@@ -401,11 +448,14 @@ def video_frames(
     data_root=None,
     reso_list=(224, 168, 112, 84),
     num_segments: int = 16,
-    image_tmpl: str = "img_{:05d}.jpg",
+    image_tmpl: str | None = None,
     channels: int | None = 3,
     augment: bool | None = None,
 ) -> VideoFrames:
-    """Extracted frames + list files (ActivityNet/FCVID as the official code prepares them)."""
+    """Extracted frames + list files (ActivityNet/FCVID as the official code prepares them).
+
+    ``num_classes`` is read from ``train.txt`` (the largest label + 1) for every split.
+    """
     root = Path(data_root).expanduser()  # existence and list files checked by get_dataset
     name = {"train": "train.txt", "val": "val.txt", "test": "test.txt"}[split]
     list_file = root / name
@@ -417,6 +467,10 @@ def video_frames(
             f"{VIDEO_LAYOUT}. {VIDEO_HOW}"
         )
     train = (split == "train") if augment is None else bool(augment)
+    train_list = root / "train.txt"
+    num_classes = None
+    if train_list.exists():
+        num_classes = max(label for r in parse_video_list(train_list) for label in r[2]) + 1
     return VideoFrames(
         root,
         list_file,
@@ -425,4 +479,5 @@ def video_frames(
         train=train,
         image_tmpl=image_tmpl,
         channels=channels or 3,
+        num_classes=num_classes,
     )
