@@ -48,6 +48,10 @@ POINT_FIELDS = ("label", "accuracy", "macs", "role", "series", "selection")
 
 
 # ---------------------------------------------------------------- atomic writes
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +59,7 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result file is as readable as any other
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
