@@ -16,6 +16,8 @@ Where things live:
   main training stage, runnable on several processes);
 - :mod:`dynn.blockdrop.evaluate`: MACs per block, greedy evaluation, threshold sweep, static
   "same blocks for everyone" baselines, latency table;
+- :mod:`dynn.blockdrop.claims`: the paper's claims, decided from intervals on this run;
+- :mod:`dynn.blockdrop.published`: the paper's published figures the claims cite;
 - :mod:`dynn.blockdrop.plots`: figures and the ipywidgets explorer.
 
 Importing this package loads no torch: submodules load on first use (``bd.train``, ...).
@@ -23,7 +25,7 @@ Importing this package loads no torch: submodules load on first use (``bd.train`
 
 import importlib
 
-_SUBMODULES = frozenset({"parameters", "model", "train", "evaluate", "plots"})
+_SUBMODULES = frozenset({"parameters", "model", "train", "evaluate", "plots", "claims", "published"})
 
 
 def __getattr__(name: str):

@@ -176,10 +176,23 @@ def threshold_sweep(
     return pd.DataFrame(rows)
 
 
+def static_order(ranking: PolicyEval) -> np.ndarray:
+    """Blocks by how often BlockDrop keeps them in ``ranking`` (ties: the higher mean keep-probability)."""
+    frequency = ranking.policy.mean(0) + 1e-3 * ranking.keep_prob.mean(0)
+    return np.argsort(-frequency, kind="stable")
+
+
+def static_policy(order: np.ndarray, kept: int) -> np.ndarray:
+    """The static policy that keeps the first ``kept`` blocks of ``order``."""
+    u = np.zeros(len(order), dtype=np.int64)
+    u[order[:kept]] = 1
+    return u
+
+
 def static_drop_baselines(
     model: BlockDrop,
     data,
-    ev: PolicyEval,
+    ranking: PolicyEval,
     costs: BlockCosts,
     *,
     device="cpu",
@@ -188,21 +201,32 @@ def static_drop_baselines(
 ) -> pd.DataFrame:
     """ "Drop the same blocks for everyone": keep the m blocks BlockDrop keeps most often.
 
-    Ranking by BlockDrop's own keep frequency (ties: the higher mean keep-probability) gives
-    the strongest static policy we can read off the learned one, at every MACs level.
+    Ranking by BlockDrop's own keep frequency on ``ranking`` (its greedy policies on the
+    *validation* split, so nothing about the baseline is chosen on test) gives the strongest
+    static policy we can read off the learned one, at every MACs level. Evaluated on ``data``.
     """
     K = model.num_blocks
-    frequency = ev.policy.mean(0) + 1e-3 * ev.keep_prob.mean(0)
-    order = np.argsort(-frequency, kind="stable")
+    order = static_order(ranking)
     rows = []
     for m in counts if counts is not None else range(1, K + 1):
-        u = np.zeros(K, dtype=np.int64)
-        u[order[:m]] = 1
+        u = static_policy(order, m)
         e = evaluate_policy(model, data, device=device, batch_size=batch_size, fixed_policy=torch.as_tensor(u))
         summary = e.summary(costs)
         summary["macs_mean"] = summary["main_macs_mean"]  # a static policy needs no policy network
         rows.append({"kept_blocks": m, "policy": "".join(map(str, u)), **summary})
     return pd.DataFrame(rows)
+
+
+def gamma_sweep_table(
+    models: dict[float, BlockDrop], data, costs: BlockCosts, *, device="cpu", batch_size: int = 256
+) -> tuple[pd.DataFrame, dict[float, PolicyEval]]:
+    """Greedy BlockDrop of each finetuning penalty γ on ``data``: one summary row per γ (sorted),
+    and the per-image evaluations (for paired comparisons between γ values)."""
+    evals = {
+        float(g): evaluate_policy(m, data, device=device, batch_size=batch_size) for g, m in sorted(models.items())
+    }
+    table = pd.DataFrame([{"gamma": g, **e.summary(costs)} for g, e in evals.items()])
+    return table, evals
 
 
 # ---------------------------------------------------------------- latency
@@ -237,7 +261,8 @@ def latency_table(
       round's median (on a shared machine the least disturbed one).
 
     The full network's rows (ratio 1) give the reference latency. Every row carries ``key``
-    (full / blockdrop / main / masked), ``batched`` (which of the two calls), ``batch`` (what really ran), ``latency_ratio`` (to
+    (full / blockdrop / main / masked), ``batched`` (which of the two calls), at batch 1
+    ``per_image_latency_over_macs`` (one ratio per timed image), ``batch`` (what really ran), ``latency_ratio`` (to
     the full network of the same call), ``macs_ratio`` and ``latency_over_macs_ratio`` (1:
     time falls exactly as MACs do).
     """
@@ -305,10 +330,20 @@ def latency_table(
             "device": measured["device"],
         }
 
+    def per_image(path: str) -> list[float]:
+        """(latency ratio)/(MACs ratio) of each timed image against the full network on that image."""
+        ms = {r["name"]: r["median_ms"] for r in rows_b1}
+        with_policy = path == "blockdrop"
+        return [
+            (ms[f"{path}/{i}"] / ms[f"full/{i}"]) / (float(costs.macs(ui, with_policy)) / costs.full)
+            for i, ui in enumerate(single_policies)
+        ]
+
     table = []
     for path in ("full", "blockdrop", "main"):
         ms, measured = b1(path)
         table.append(row(path, False, ms, full_b1, macs_b1[path], measured))
+        table[-1]["per_image_latency_over_macs"] = per_image(path) if path != "full" else None
     for path in ("full", "blockdrop", "main", "masked"):
         table.append(row(path, True, by_name[path]["best_ms"], full_bn, macs_bn[path], by_name[path]))
     return pd.DataFrame(table)
@@ -377,6 +412,8 @@ def result_points(
     depth: int,
     gamma: float,
     seed: int,
+    gamma_table: pd.DataFrame | None = None,
+    deployed: dict[str, str] | None = None,
 ) -> list[dict]:
     """The accuracy–MACs points of ``results.json``, each with its role in the comparison.
 
@@ -387,6 +424,10 @@ def result_points(
     - ablation: the curriculum alone (no joint finetuning) and BlockDrop with the policy
       network's MACs left out (what the main network alone spends).
 
+    - method, ``"sweep"``: BlockDrop finetuned at every other penalty γ of ``gamma_table``.
+
+    ``deployed`` maps ``"full"`` / ``"blockdrop"`` to what :meth:`dynn.runs.Run.save_deployed`
+    returned, put in those points' ``deployed`` field for the report's re-timing.
     Latency (when measured for that path) is recorded with the batch that really ran:
     ``latency_ms``/``latency_batch`` at batch 1, ``batched_latency_ms``/``batched_latency_batch``.
     """
@@ -412,6 +453,7 @@ def result_points(
             full_accuracy,
             costs.full,
             blocks=float(len(costs.blocks)),
+            **({"deployed": deployed["full"]} if deployed and "full" in deployed else {}),
             **_latency(latency, "full", False),
             **_latency(latency, "full", True),
         ),
@@ -428,6 +470,7 @@ def result_points(
             blocks=summary["blocks_mean"],
             blocks_std=summary["blocks_std"],
             distinct_policies=summary["distinct_policies"],
+            **({"deployed": deployed["blockdrop"]} if deployed and "blockdrop" in deployed else {}),
             **_latency(latency, "blockdrop", False),
             **_latency(latency, "blockdrop", True),
         ),
@@ -478,6 +521,22 @@ def result_points(
         )
         for r in static.itertuples()
     ]
+    if gamma_table is not None:
+        points += [
+            point(
+                f"γ={r.gamma:g}",
+                "BlockDrop γ sweep",
+                "method",
+                "sweep",
+                r.accuracy,
+                r.macs_mean,
+                blocks=r.blocks_mean,
+                gamma=float(r.gamma),
+                main_macs=r.main_macs_mean,
+            )
+            for r in gamma_table.itertuples()
+            if float(r.gamma) != float(gamma)
+        ]
     return points
 
 

@@ -20,11 +20,13 @@ POLICY_DEPTHS = CIFAR_DEPTHS + (10, 18)
 
 SPEC = {
     "gamma": Number(min=0),
+    "gamma_sweep": ListOf(Number(min=0), min_len=0),
     "alpha": Number(min=0.5, max=1),
     "beta": Number(min=0),
     "depth": Choice(MAIN_DEPTHS),
     "policy_depth": Choice(POLICY_DEPTHS),
     "policy_downsample": Number(min=1, integer=True),
+    "policy_pretrained": ExistingPath(required_if=lambda p: bool(p.get("policy_pretrained"))),
     "pretrained": ExistingPath(required_if=lambda p: bool(p.get("pretrained"))),
     "pretrain_epochs": Number(min=0, integer=True),
     "lr_pretrain": Number(min=0),

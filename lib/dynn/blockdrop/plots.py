@@ -154,6 +154,23 @@ def plot_accuracy_vs_macs(points: list[dict], *, full_macs: float, title: str):
     return fig
 
 
+def plot_gamma_sweep(gamma_table, *, full_accuracy: float, full_macs: float, title: str = ""):
+    """The finetuning penalty γ against the trade-off: left, accuracy vs MACs per image (policy
+    counted) of each γ with the full network; right, blocks used (mean ± std) per γ."""
+    dynn.plots.set_style()
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ratio = gamma_table["macs_mean"] / full_macs
+    ax0.plot(ratio, gamma_table["accuracy"], "o-", color="tab:blue", label="BlockDrop (policy counted)")
+    for r, acc, g in zip(ratio, gamma_table["accuracy"], gamma_table["gamma"]):
+        ax0.annotate(f"γ={g:g}", (r, acc), textcoords="offset points", xytext=(5, -12))
+    ax0.plot([1.0], [full_accuracy], "s", color="k", label="full network")
+    ax0.set(xlabel="MACs per image / full network", ylabel="test top-1 (%)", title=title or "accuracy vs MACs by γ")
+    ax0.legend()
+    ax1.errorbar(gamma_table["gamma"], gamma_table["blocks_mean"], yerr=gamma_table["blocks_std"], fmt="o-")
+    ax1.set(xscale="log", xlabel="penalty γ (log scale)", ylabel="blocks used per image", title="blocks kept by γ")
+    return fig
+
+
 # ---------------------------------------------------------------- explorer
 def plot_image_policy(model: BlockDrop, data, index: int, *, device="cpu", class_names: Sequence[str] | None = None):
     """One image (de-normalised), its keep-probabilities and the blocks its greedy policy runs."""

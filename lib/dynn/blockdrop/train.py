@@ -251,13 +251,41 @@ def pretrain(
     return main.to(device).eval()
 
 
+def load_policy_weights(policy: PolicyNetwork, path: str | Path) -> list[str]:
+    """Start the policy network from an ImageNet classifier's state dict (the paper's ResNet-10
+    policy starts from pretrained weights): every tensor whose name and shape match is copied,
+    the classifier head (``fc``, K outputs here) and anything the policy lacks (ResNet-18's second
+    block per stage, for ResNet-10) are left as they are. Returns the names copied; none at all
+    is an error (the wrong file), not a silent random start."""
+    state = load_state_dict_file(path)
+    own = policy.features.state_dict()
+    copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith("fc.")}
+    if not copied:
+        raise ValueError(
+            f"parameter 'policy_pretrained' = {str(path)!r}: no tensor matches the policy network "
+            "(expected a torchvision ResNet-18/ResNet-10 state dict)"
+        )
+    policy.features.load_state_dict(copied, strict=False)
+    return sorted(copied)
+
+
 def _blockdrop_from_main(
-    main_checkpoint: str, *, depth: int, num_classes: int, policy_depth: int, policy_downsample: int, seed: int
+    main_checkpoint: str,
+    *,
+    depth: int,
+    num_classes: int,
+    policy_depth: int,
+    policy_downsample: int,
+    seed: int,
+    policy_pretrained: str = "",
 ) -> BlockDrop:
     main = make_main_network(depth, num_classes)
     load_checkpoint(main_checkpoint, main.backbone)
     seed_everything(seed)  # the policy's initialisation depends on the seed only
-    return BlockDrop(main, PolicyNetwork(main.num_blocks, policy_depth, downsample=policy_downsample))
+    policy = PolicyNetwork(main.num_blocks, policy_depth, downsample=policy_downsample)
+    if policy_pretrained:
+        load_policy_weights(policy, policy_pretrained)
+    return BlockDrop(main, policy)
 
 
 def curriculum(
@@ -273,6 +301,7 @@ def curriculum(
     depth: int,
     policy_depth: int = 8,
     policy_downsample: int = 1,
+    policy_pretrained: str = "",
     epochs: int,
     blocks_per_epoch: int = 1,
     gamma: float = 1.0,
@@ -290,7 +319,9 @@ def curriculum(
     loss (:class:`Curriculum`); loss ``−Σ log π(u)·A − β·entropy`` with penalty ``gamma``
     (official ``cl_training.py``: 1), Adam at ``lr``, divided by 10 every ``lr_step`` epochs
     (0: never; the official issue #4's remedy for late accuracy decay). The main network stays
-    in eval mode, so rollouts use the real-skip path. Returns the whole BlockDrop model.
+    in eval mode, so rollouts use the real-skip path. ``policy_pretrained`` (a local state dict,
+    e.g. torchvision's ResNet-18 ImageNet weights) starts the policy network from it
+    (:func:`load_policy_weights`). Returns the whole BlockDrop model.
     """
     params = _stage_params(locals())
     train_data = _split("train", dataset=dataset, data_root=data_root, resolution=resolution, limit=train_limit)
@@ -302,6 +333,7 @@ def curriculum(
         policy_depth=policy_depth,
         policy_downsample=policy_downsample,
         seed=seed,
+        policy_pretrained=policy_pretrained,
     )
     freeze(model.main)
     optimizer = torch.optim.Adam(model.policy.parameters(), lr=lr)
