@@ -271,3 +271,25 @@ def test_notebook_text_states_the_default_tau_decay():
     assert stated and all(v == decay for v in stated), (stated, decay)
     (init,) = [float(v) for v in re.findall(r"τ₀ = ([0-9.]+)", text)][:1]
     assert init == notebook_default("init_tau")[1]
+
+
+def test_check_config_names_uniform_reso_and_w_eff_sweep():
+    from dynn.adaskip.parameters import check_config
+    from dynn.params import ParameterError
+
+    params = {
+        "reso_list": [16, 12, 8, 4],
+        "multi_models": True,
+        "backbone_list": ["cifar_resnet8"] * 3,
+        "policy_input_offset": 3,
+        "policy_also_backbone": True,
+        "w_acc": 1,
+        "w_eff": 0.3,
+        "dataset": "moving_digits",
+        "uniform_reso": [16, 4],
+        "w_eff_sweep": [0.1],
+    }
+    with pytest.raises(ParameterError, match="uniform_reso") as err:
+        check_config(params)
+    assert "w_eff_sweep" in str(err.value)
+    check_config({**params, "uniform_reso": [16, 8], "w_eff_sweep": [1.0]})

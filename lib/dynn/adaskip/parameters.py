@@ -134,13 +134,13 @@ def check_config(params: dict) -> None:
         )
     if not params["multi_models"] and not params["policy_also_backbone"]:
         problems.append("parameters 'multi_models' and 'policy_also_backbone' are both False: nothing would predict")
-    for size in params["uniform_reso"]:
+    for size in params.get("uniform_reso", []):
         if size not in reso[: len(backbones) or 1]:
             problems.append(
                 f"parameter 'uniform_reso' = {list(params['uniform_reso'])!r}: {size} is not a backbone size of "
                 f"'reso_list' {reso[: len(backbones) or 1]!r}"
             )
-    if any(w <= params["w_eff"] for w in params["w_eff_sweep"]):
+    if any(w <= params["w_eff"] for w in params.get("w_eff_sweep", [])):
         problems.append(
             f"parameter 'w_eff_sweep' = {list(params['w_eff_sweep'])!r}: every value must be larger than "
             f"'w_eff' = {params['w_eff']!r} (it tests that a larger weight lowers the cost)"

@@ -15,7 +15,7 @@ passes its own. The Gumbel temperature is method state saved inside the stage ch
 (``fit(state=...)``), so an interrupted stage resumes with the temperature it had.
 
 Several nodes: ``torchrun ... -m dynn.adaskip.train --stage joint --config stage.yaml
---run-dir DIR`` runs the same function on every rank (see :func:`main`).
+--run-dir DIR`` runs the same function on every rank (``dynn.train.stage_main``).
 """
 
 from __future__ import annotations
@@ -730,29 +730,7 @@ def finetune(
 STAGES = {"pretrain": pretrain, "uniform_baselines": uniform_baselines, "joint": joint, "finetune": finetune}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``torchrun [--nnodes N] --nproc_per_node G -m dynn.adaskip.train --stage joint --config stage.yaml --run-dir DIR``.
+if __name__ == "__main__":  # torchrun ... -m dynn.adaskip.train --stage joint --config stage.yaml --run-dir DIR
+    from dynn.train import stage_main
 
-    Runs one stage function on every rank; ``stage.yaml`` holds its keyword arguments (the
-    file ``Run.stage`` writes into a stage directory works as it is). Point the notebook's
-    ``run_dir`` at the run afterwards and it reuses the finished checkpoint.
-    """
-    import argparse
-
-    import yaml
-
-    from dynn.train import resolve_device
-
-    parser = argparse.ArgumentParser(prog="python -m dynn.adaskip.train", description=main.__doc__.splitlines()[0])
-    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
-    parser.add_argument("--config", required=True, type=Path, help="YAML with the stage's keyword arguments")
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    config = yaml.safe_load(args.config.read_text()) or {}
-    config = config.get("arguments", config)
-    STAGES[args.stage](run_dir=args.run_dir, device=str(resolve_device(args.device)), **config)
-
-
-if __name__ == "__main__":
-    main()
+    stage_main(STAGES, prog="python -m dynn.adaskip.train")
