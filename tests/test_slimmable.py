@@ -17,7 +17,7 @@ from dynn.slimmable import model as slim_model
 from dynn.slimmable import parameters, plots, search
 from dynn.slimmable import train as slim_train
 from dynn.slimmable.model import create, flatten
-from dynn.slimmable.ops import SlimConv2d, export_static
+from dynn.slimmable.ops import SlimBN, SlimConv2d, SlimLinear, export_static
 
 
 def _random_wm(net, rng, low=0.3):
@@ -120,9 +120,13 @@ def test_export_static_is_a_real_smaller_network_with_equal_outputs(name):
     n_slim = sum(p.numel() for p in net.parameters())
     n_static = sum(p.numel() for p in static.parameters())
     assert n_static < n_slim
+    # plain torch layers only: nothing slices or checks widths on the deployed inference path
+    assert not any(isinstance(m, (SlimConv2d, SlimBN, SlimLinear)) for m in static.modules())
+    assert any(type(m) is torch.nn.Conv2d for m in static.modules())
+    assert any(type(m) is torch.nn.BatchNorm2d for m in static.modules())
     for m in static.modules():
-        if isinstance(m, SlimConv2d):
-            assert m.weight.shape[0] == m.active_out_ch and m.weight.is_contiguous()
+        if type(m) is torch.nn.Conv2d:
+            assert m.weight.shape[0] == m.out_channels and m.weight.is_contiguous()
     full = dynn.flops.count_macs(net, x[:1])
     assert dynn.flops.count_macs(static, x[:1]) == full  # the same work, no hidden full-size compute
 

@@ -19,8 +19,11 @@ architectures alone fill ``model.py``):
   cost model, Pareto fronts, the saved search history;
 - :mod:`.train` — the sandwich-rule step with in-place distillation and the two training
   stages, :func:`~.train.train_joint` (Joslim) and :func:`~.train.train_uniform` (US-Nets);
-- :mod:`.evaluate` — selection on validation, accuracy of configurations with and without
+- :mod:`.evaluate` — selection on validation (BN recalibrated per configuration), the
+  post-hoc search control, accuracy of configurations with and without
   BN recalibration, MACs, latency, the results' points;
+- :mod:`.claims` — the paper's claims checked on a run (rules, paired intervals, verdicts);
+- :mod:`.published` — the papers' figures the claims correspond to;
 - :mod:`.plots` — the notebook's figures and the interactive explorer.
 
 Submodules load on first use, so importing the package (or its parameters) does not load torch.
@@ -28,7 +31,9 @@ Submodules load on first use, so importing the package (or its parameters) does 
 
 import importlib
 
-_SUBMODULES = frozenset({"parameters", "ops", "blocks", "model", "search", "train", "evaluate", "plots"})
+_SUBMODULES = frozenset(
+    {"parameters", "ops", "blocks", "model", "search", "train", "evaluate", "plots", "claims", "published"}
+)
 
 
 def __getattr__(name: str):

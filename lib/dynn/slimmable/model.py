@@ -114,6 +114,8 @@ class DynModel(nn.Module):
     lower_bnd: float = 0.2
     upper_bnd: float = 1.0
     tied_stem: bool = False
+    # channel counts rounded to multiples of this (US-Nets' make_divisible; 1 = floor, Joslim)
+    channel_divisor: int = 1
 
     channel_space: list
     layers: nn.ModuleList
@@ -128,6 +130,10 @@ class DynModel(nn.Module):
     def decode_wm(self, wm: Sequence[float]) -> list:
         """Flat width multipliers in (0, 1] → hierarchical channel counts (``channel_space`` shape).
 
+        Counts are ``int(wm_i · c_i)`` (at least 1), or with ``channel_divisor`` > 1 rounded
+        to a multiple of it as US-Nets' ``make_divisible`` does (small layers then stay
+        efficient on hardware whose kernels work in blocks of 8 channels).
+
         With ``tied_stem`` the stem's count (the first stage's residual) is prepended.
         """
         wm = [float(w) for w in np.asarray(wm, dtype=float).ravel()]
@@ -138,6 +144,8 @@ class DynModel(nn.Module):
         it = iter(wm)
 
         def scale(c: int) -> int:
+            if self.channel_divisor > 1:  # US-Nets style: nearest multiple, never above the full width
+                return min(c, make_divisible(next(it) * c, self.channel_divisor))
             return max(1, int(next(it) * c + 1e-9))  # floor, guarding 0.5*16 = 7.999...
 
         ch = [[scale(c) for c in e] if isinstance(e, (list, tuple)) else scale(e) for e in self.channel_space]

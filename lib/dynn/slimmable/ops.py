@@ -145,31 +145,61 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 @torch.no_grad()
 def export_static(model: nn.Module) -> nn.Module:
-    """A deep copy in which every slimmable layer physically holds only its active slice.
+    """A deep copy in which every slimmable layer is replaced by a plain, smaller torch layer.
 
-    The result computes the same function as ``model`` in its current configuration, but
-    each convolution owns a contiguous weight of the reduced shape, so latency measured on
-    it is the latency of a genuinely smaller network (no masks, no slicing at run time).
-    Its widths are fixed: do not call ``set_real_ch`` on the copy.
+    ``SlimConv2d`` → ``nn.Conv2d``, ``SlimBN`` → ``nn.BatchNorm2d`` and ``SlimLinear`` →
+    ``nn.Linear``, each holding a contiguous copy of its active slice (and the BN its
+    running statistics for this configuration). The copy computes the same function as
+    ``model`` in its current configuration, but no slicing or width bookkeeping is left on
+    its inference path: what is timed is an ordinary small network, the one a deployment
+    would ship. Its widths are fixed: ``set_real_ch`` does not apply to the copy.
     """
-    static = copy.deepcopy(model)
-    for m in static.modules():
-        if isinstance(m, SlimConv2d):
-            in_per_group = m.active_in_ch // m.active_groups
-            m.weight = nn.Parameter(m.weight[: m.active_out_ch, :in_per_group].contiguous())
-            if m.bias is not None:
-                m.bias = nn.Parameter(m.bias[: m.active_out_ch].contiguous())
-            m.in_channels, m.out_channels, m.groups = m.active_in_ch, m.active_out_ch, m.active_groups
-        elif isinstance(m, SlimBN):
-            c = m.active_ch
-            if m.weight is not None:
-                m.weight = nn.Parameter(m.weight[:c].contiguous())
-                m.bias = nn.Parameter(m.bias[:c].contiguous())
-            if m.running_mean is not None:
-                m.running_mean = m.running_mean[:c].contiguous()
-                m.running_var = m.running_var[:c].contiguous()
-            m.num_features = c
-        elif isinstance(m, SlimLinear):
-            m.weight = nn.Parameter(m.weight[:, : m.active_in_ch].contiguous())
-            m.in_features = m.active_in_ch
+    static = copy.deepcopy(model).eval()
+    _replace_slim_layers(static)
     return static
+
+
+def _plain(m: nn.Module) -> nn.Module | None:
+    """The plain torch layer equal to slimmable layer ``m`` at its active widths (else None)."""
+    if isinstance(m, SlimConv2d):
+        in_per_group = m.active_in_ch // m.active_groups
+        plain = nn.Conv2d(
+            m.active_in_ch,
+            m.active_out_ch,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            m.active_groups,
+            bias=m.bias is not None,
+        )
+        plain.weight.copy_(m.weight[: m.active_out_ch, :in_per_group])
+        if m.bias is not None:
+            plain.bias.copy_(m.bias[: m.active_out_ch])
+        return plain
+    if isinstance(m, SlimBN):
+        c = m.active_ch
+        plain = nn.BatchNorm2d(c, eps=m.eps, momentum=m.momentum, affine=m.affine, track_running_stats=True)
+        if m.affine:
+            plain.weight.copy_(m.weight[:c])
+            plain.bias.copy_(m.bias[:c])
+        plain.running_mean.copy_(m.running_mean[:c])
+        plain.running_var.copy_(m.running_var[:c])
+        return plain.eval()
+    if isinstance(m, SlimLinear):
+        plain = nn.Linear(m.active_in_ch, m.out_features, bias=m.bias is not None)
+        plain.weight.copy_(m.weight[:, : m.active_in_ch])
+        if m.bias is not None:
+            plain.bias.copy_(m.bias)
+        return plain
+    return None
+
+
+def _replace_slim_layers(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        plain = _plain(child)
+        if plain is None:
+            _replace_slim_layers(child)
+        else:
+            reference = child.weight if child.weight is not None else child.running_mean
+            setattr(module, name, plain.to(device=reference.device, dtype=reference.dtype))

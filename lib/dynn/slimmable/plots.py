@@ -83,11 +83,13 @@ def search_history(search: pd.DataFrame):
 
 
 def best_within(table: pd.DataFrame, target: float) -> pd.DataFrame:
-    """Per series, the most accurate BN-recalibrated configuration within ``target`` MACs ratio."""
-    fits = table[table.bn_recal & (table.macs_ratio <= target + 1e-9)]
-    if fits.empty:
-        return fits
-    return fits.loc[fits.groupby("series").accuracy.idxmax()]
+    """Per series, the BN-recalibrated configuration a deployment picks within ``target`` MACs
+    ratio, chosen without test data (:func:`dynn.slimmable.evaluate.chosen_row`)."""
+    from dynn.slimmable.evaluate import chosen_row
+
+    recal = table[table.bn_recal]
+    rows = [chosen_row(recal, series, target) for series in recal.series.unique()]
+    return pd.DataFrame([r for r in rows if r is not None])
 
 
 def budget_text(table: pd.DataFrame, target: float) -> str:

@@ -136,6 +136,16 @@ class SandwichStep:
         return out
 
 
+def parameter_groups(net: nn.Module, weight_decay: float, decay_bn_bias: bool) -> list[dict]:
+    """SGD parameter groups: with ``decay_bn_bias=False`` BN weights/biases and every bias
+    (the one-dimensional tensors) get no weight decay, as in Joslim's recipes."""
+    if decay_bn_bias:
+        return [{"params": list(net.parameters()), "weight_decay": weight_decay}]
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    no_decay = [p for p in net.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
     """Per-step LR: linear warm-up, then linear decay to 0 (Joslim's ``linear_decay``)."""
 
@@ -196,16 +206,26 @@ def train_sandwich(
     warmup_epochs: float = 0.0,
     refresh_data: Dataset | None = None,
     refresh_batch_size: int = 64,
+    nesterov: bool = True,
+    decay_bn_bias: bool = True,
+    scale_lr: bool = False,
     params: dict | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Train ``net`` with the sandwich rule as the resumable stage ``stage`` of ``run_dir``.
 
-    SGD (momentum 0.9, Nesterov), per-step warm-up + linear decay as in Joslim's recipes.
+    SGD with momentum 0.9 (``nesterov`` optional), per-step warm-up + linear decay as in
+    Joslim's recipes. Joslim's ImageNet/CIFAR recipe: ``scale_lr`` (``lr`` is given for a
+    batch of 256 and scaled by the global batch / 256), no weight decay on BN parameters and
+    biases (``decay_bn_bias=False``), no Nesterov.
     The sampler's state travels inside the stage checkpoint (``fit(state=...)``), so an
     interrupted stage resumes the same search. Leaves ``net`` at full width in eval mode.
     """
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    if scale_lr:
+        lr = lr * batch_size * _world_size() / 256
+    optimizer = torch.optim.SGD(
+        parameter_groups(net, weight_decay, decay_bn_bias), lr=lr, momentum=0.9, nesterov=nesterov
+    )
     steps_per_epoch = math.ceil(len(train_data) / (batch_size * _world_size()))
     scheduler = warmup_linear_decay(optimizer, epochs * steps_per_epoch, int(warmup_epochs * steps_per_epoch))
     step = SandwichStep(net, sampler, min_width, label_smoothing, refresh_data, refresh_batch_size)
@@ -245,9 +265,11 @@ def _training_split(dataset: str, data_root: str, download: bool, resolution: in
     )
 
 
-def _new_network(model: str, num_classes: int, seed: int) -> DynModel:
+def _new_network(model: str, num_classes: int, seed: int, channel_divisor: int = 1) -> DynModel:
     torch.manual_seed(seed)  # the same initial weights for both stages of one seed
-    return create(model, num_classes=num_classes)
+    net = create(model, num_classes=num_classes)
+    net.channel_divisor = int(channel_divisor)
+    return net
 
 
 def train_joint(
@@ -273,6 +295,10 @@ def train_joint(
     weight_decay: float,
     warmup_epochs: float,
     seed: int,
+    channel_divisor: int = 1,
+    nesterov: bool = True,
+    decay_bn_bias: bool = True,
+    scale_lr: bool = False,
     progress: bool = True,
 ) -> DynModel:
     """Joslim: train slimmable ``model`` jointly with a search over its layer-wise widths.
@@ -301,13 +327,17 @@ def train_joint(
         weight_decay=weight_decay,
         warmup_epochs=warmup_epochs,
         seed=seed,
+        channel_divisor=channel_divisor,
+        nesterov=nesterov,
+        decay_bn_bias=decay_bn_bias,
+        scale_lr=scale_lr,
     )
     dynn.train.seed_everything(seed)
     train_data = _training_split(dataset, data_root, download, resolution, train_limit)
     val_data = dynn.data.get_dataset(
         dataset, "val", data_root=data_root, download=download, resolution=resolution, channels=3, limit=val_limit
     )
-    net = _new_network(model, train_data.num_classes, seed)
+    net = _new_network(model, train_data.num_classes, seed, channel_divisor)
     sampler = make_sampler(
         "layerwise",
         net,
@@ -334,6 +364,9 @@ def train_joint(
         weight_decay=weight_decay,
         warmup_epochs=warmup_epochs,
         refresh_data=val_data,
+        nesterov=nesterov,
+        decay_bn_bias=decay_bn_bias,
+        scale_lr=scale_lr,
         params=arguments,
         progress=progress,
     )
@@ -359,6 +392,10 @@ def train_uniform(
     weight_decay: float,
     warmup_epochs: float,
     seed: int,
+    channel_divisor: int = 1,
+    nesterov: bool = True,
+    decay_bn_bias: bool = True,
+    scale_lr: bool = False,
     progress: bool = True,
 ) -> DynModel:
     """US-Nets: train slimmable ``model`` on uniform widths (one multiplier ``~ U[min_width, 1]``
@@ -379,10 +416,14 @@ def train_uniform(
         weight_decay=weight_decay,
         warmup_epochs=warmup_epochs,
         seed=seed,
+        channel_divisor=channel_divisor,
+        nesterov=nesterov,
+        decay_bn_bias=decay_bn_bias,
+        scale_lr=scale_lr,
     )
     dynn.train.seed_everything(seed)
     train_data = _training_split(dataset, data_root, download, resolution, train_limit)
-    net = _new_network(model, train_data.num_classes, seed)
+    net = _new_network(model, train_data.num_classes, seed, channel_divisor)
     sampler = make_sampler("uniform", net, min_width=min_width, num_sampled=num_sampled, resolution=resolution)
     train_sandwich(
         net,
@@ -399,6 +440,9 @@ def train_uniform(
         label_smoothing=label_smoothing,
         weight_decay=weight_decay,
         warmup_epochs=warmup_epochs,
+        nesterov=nesterov,
+        decay_bn_bias=decay_bn_bias,
+        scale_lr=scale_lr,
         params=arguments,
         progress=progress,
     )
