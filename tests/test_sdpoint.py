@@ -332,7 +332,9 @@ def test_result_points_carry_role_series_and_selection():
     dynn.runs.check_points(points, "classification")  # every field the report reads
     roles = {(p["role"], p["series"], p["selection"]) for p in points}
     assert ("method", "SDPoint", "sweep") in roles and ("reference", "SDPoint full network", "fixed") in roles
-    assert ("baseline", "baseline (BN recalibrated)", "fixed") in roles
+    assert ("baseline", "baseline", "fixed") in roles  # the normally trained network, as trained
+    assert ("baseline", "baseline at the SDPoint instances (BN recalibrated)", "sweep") in roles
+    assert sum(p["role"] == "baseline" and p["selection"] == "fixed" for p in points) == 1
     assert ("ablation", "SDPoint (no recalibration)", "sweep") in roles
     n = 2 * model.num_blocks + 3
     assert sum(p["series"] == "SDPoint" for p in points) == n - 1

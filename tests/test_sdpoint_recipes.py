@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -20,6 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ["cifar10", "imagenet", "imagenet_resnet50"]
 # what the paper trains with; the agent and multi-point training are the fork's, not the paper's
 PAPER_SETTING = {"ratios": [0.5, 0.75], "legacy_official": False, "agent": "none", "multi_point_training": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The deep recipe networks on a shared 2-core machine: one thread avoids oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _recipe(name: str) -> dict:
@@ -127,7 +137,7 @@ def test_recipe_trains_and_evaluates_on_fake_data_in_the_real_layout(name, tmp_p
     assert model.ratios == (0.5, 0.75) and model.sampling == "single"
     test = sdp.evaluate.in_memory(sdp.train.load_data(split="test", limit=4, **data))
     assert model(test[0][0][None]).shape == (1, 10 if recipe["dataset"] == "cifar10" else 2)
-    calibration = [test[i][0][None] for i in range(2)]
+    calibration = [sdp.evaluate.example_batch(test, 4)]  # > 1 value per channel even at 1x1 maps
     last = model.num_blocks - 1
     for config in (model.full_config(), model.instance_config("stem", 0.5), model.instance_config(last, 0.75)):
         acc = sdp.evaluate.configuration_accuracy(model, config, {"test": test}, calibration=calibration)["test"]

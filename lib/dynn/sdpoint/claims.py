@@ -32,20 +32,11 @@ import numpy as np
 import pandas as pd
 
 from dynn.claims import claim, paired_bootstrap, verdict
+from dynn.sdpoint.published import CLAIM_FIGURES as PAPER
 
 CHEAP = 0.5  # "cheap" instances: below this fraction of the full MACs
 FULL_COST_MARGIN = 1.0  # pp: "within 1 pp of the baseline"
 LATENCY_SLACK = 1.3  # latency ratio / MACs ratio allowed for "really faster"
-
-PAPER = {
-    "monotone_front": "Fig. 4/5: one model, accuracy rises with the instance's FLOPs (CIFAR-10/100, ImageNet)",
-    "full_cost_vs_baseline": "Tables 1-2: the full-cost SDPoint instance matches or beats the baseline "
-    "(regularization gain)",
-    "cheap_instances_beat_baseline": "Fig. 4/5: SDPoint instances above the baseline at the same reduced cost",
-    "bn_recalibration_matters": "Sec. 3.3: BN statistics are recomputed per instance before inference",
-    "cheap_instances_faster": "official FLOPs counter: stem r=0.5 is 26.8 % of ResNeXt-101's FLOPs",
-    "agent_beats_single_point": "seed's TwoPipe fork: learned per-layer downsampling (no published number)",
-}
 
 
 def _rows(instances: pd.DataFrame, model: str, recalibrated: bool) -> pd.DataFrame:

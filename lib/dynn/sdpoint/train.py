@@ -38,6 +38,7 @@ from dynn.train import (
     read_checkpoint,
     resolve_device,
     seed_everything,
+    stage_main,
     unwrap,
     weights_digest,
 )
@@ -287,26 +288,10 @@ STAGES = {"train": train, "train_baseline": train_baseline, "train_agent": train
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``torchrun [--nnodes N] --nproc_per_node G -m dynn.sdpoint.train --stage train --config stage.yaml --run-dir DIR``.
-
-    ``stage.yaml`` is what ``run.stage`` writes beside a stage (its ``arguments``) or a plain
-    mapping of the stage's keyword arguments. Point the notebook's ``run_dir`` at the same
-    place afterwards and it finds the finished checkpoint instead of training again.
-    """
-    import argparse
-
-    import yaml
-
-    parser = argparse.ArgumentParser(prog="python -m dynn.sdpoint.train", description=main.__doc__.splitlines()[0])
-    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    config = yaml.safe_load(args.config.read_text()) or {}
-    STAGES[args.stage](run_dir=args.run_dir, device=args.device, **config.get("arguments", config))
-    if is_main_process():
-        print(f"stage {args.stage} finished in {args.run_dir}")
+    """``torchrun [--nnodes N] --nproc_per_node G -m dynn.sdpoint.train --stage train --config stage.yaml --run-dir DIR``:
+    the foundation's stage command line (:func:`dynn.train.stage_main`). Point the notebook's
+    ``run_dir`` at the same place afterwards and it finds the finished checkpoint."""
+    stage_main(STAGES, argv, prog="python -m dynn.sdpoint.train")
 
 
 if __name__ == "__main__":
