@@ -149,8 +149,9 @@ def compare_latency(
 
     The one latency helper of the workbook. Timings on a shared machine drift, so the calls
     to compare are measured round-robin in one process (load hits them alike) and each gets
-    the median over rounds of its per-round medians, the fastest round and the spread
-    (max − min); ``batch`` is the batch that really ran. Ratios between rows of one call of
+    the median over rounds of its per-round medians, the fastest round, the spread
+    (max − min) and every round's median (``rounds_ms``, in call order, so that ratios
+    between two calls can be taken round by round); ``batch`` is the batch that really ran. Ratios between rows of one call of
     this function are what a notebook should report.
     """
     per_round: dict[str, list[Latency]] = {name: [] for name in calls}
@@ -166,6 +167,7 @@ def compare_latency(
                 "median_ms": float(np.median(medians)),
                 "best_ms": medians[0],
                 "spread_ms": medians[-1] - medians[0],
+                "rounds_ms": [m.median_ms for m in measured],
                 "rounds": rounds,
                 "batch": measured[0].batch,
                 "threads": measured[0].threads,
