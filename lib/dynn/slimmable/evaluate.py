@@ -269,7 +269,10 @@ def sweep_configs(
     for t in targets:
         by_width.setdefault(round(uniform_width_for_ratio(net, cost, t, min_width), 4), []).append(float(t))
     for r in matched_ratios:
-        by_width.setdefault(round(uniform_width_at_least(net, cost, r, min_width), 4), [])
+        w = round(uniform_width_at_least(net, cost, r, min_width), 4)
+        same = [v for v in by_width if net.real_ch_of(net.uniform_wm(v)) == net.real_ch_of(net.uniform_wm(w))]
+        if not same:  # a width with the same channel counts is already evaluated
+            by_width[w] = []
     configs = [
         {
             "label": f"uniform {w:.3f}",
