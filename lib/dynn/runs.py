@@ -21,6 +21,8 @@ written to a temporary name and renamed, so an interrupted run leaves no half-wr
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import inspect
 import json
@@ -264,11 +266,12 @@ class Run:
             ),
         )
         self.stages[fn.__name__] = path
-        if nprocs > 1:
-            from dynn.train import run_elastic
+        with _exclusive(path / ".lock"):  # two runs of a sweep that share a stage: one trains, one reuses
+            if nprocs > 1:
+                from dynn.train import run_elastic
 
-            run_elastic(stage_entry, nprocs, fn, str(path), str(self.device), kwargs)
-        return fn(run_dir=str(path), device=str(self.device), **kwargs)
+                run_elastic(stage_entry, nprocs, fn, str(path), str(self.device), kwargs)
+            return fn(run_dir=str(path), device=str(self.device), **kwargs)
 
     def checkpoint(self, stage: str) -> str:
         """The checkpoint file of a stage this run has already called (to chain stages)."""
@@ -319,6 +322,17 @@ class Run:
             claims=claims,
             **extra,
         )
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path):
+    """Hold an exclusive lock on ``lock_file`` (released when the process ends, also on a kill)."""
+    with open(lock_file, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def stage_entry(fn: Callable, run_dir: str, device: str, kwargs: dict) -> float | None:
