@@ -9,7 +9,7 @@ validation cell imports only :mod:`dynn.params` and its method's ``parameters`` 
 so a typo in a parameter is reported before torch is even imported.
 """
 
-import importlib
+from dynn.lazy import lazy_dir, lazy_submodules
 
 __version__ = "0.2.0"
 
@@ -17,36 +17,26 @@ __version__ = "0.2.0"
 # (not silently reused), because what a stage computes may have changed.
 CODE_VERSION = __version__
 
-_SUBMODULES = frozenset(
-    {
-        "adaskip",
-        "blockdrop",
-        "claims",
-        "data",
-        "evaluate",
-        "flops",
-        "lazy",
-        "models",
-        "params",
-        "plots",
-        "published",
-        "report",
-        "resnet_baseline",
-        "results",
-        "dynamic_routing",
-        "runs",
-        "sdpoint",
-        "slimmable",
-        "train",
-    }
-)
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"dynn.{name}")
-    raise AttributeError(f"module 'dynn' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | _SUBMODULES)
+_SUBMODULES = [
+    "adaskip",
+    "blockdrop",
+    "claims",
+    "data",
+    "dynamic_routing",
+    "evaluate",
+    "flops",
+    "lazy",
+    "models",
+    "params",
+    "plots",
+    "published",
+    "report",
+    "resnet_baseline",
+    "results",
+    "runs",
+    "sdpoint",
+    "slimmable",
+    "train",
+]
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
+__dir__ = lazy_dir(__name__, _SUBMODULES)

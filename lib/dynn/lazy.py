@@ -8,6 +8,7 @@ is reported within a second.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Callable, Iterable
 
 
@@ -21,3 +22,13 @@ def lazy_submodules(package: str, names: Iterable[str]) -> Callable[[str], objec
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def lazy_dir(package: str, names: Iterable[str]) -> Callable[[], list[str]]:
+    """A module ``__dir__`` that lists the lazy submodules too (tab completion in a notebook)."""
+    known = frozenset(names)
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | known)
+
+    return __dir__

@@ -22,16 +22,8 @@ Submodules load on first use, so ``import dynn.adaskip`` (and its ``parameters``
 import torch.
 """
 
-import importlib
+from dynn.lazy import lazy_dir, lazy_submodules
 
-_SUBMODULES = frozenset({"claims", "parameters", "model", "train", "evaluate", "plots"})
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"dynn.adaskip.{name}")
-    raise AttributeError(f"module 'dynn.adaskip' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | _SUBMODULES)
+_SUBMODULES = ["claims", "evaluate", "model", "parameters", "plots", "published", "train"]
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
+__dir__ = lazy_dir(__name__, _SUBMODULES)

@@ -23,16 +23,8 @@ Where things live:
 Importing this package loads no torch: submodules load on first use (``bd.train``, ...).
 """
 
-import importlib
+from dynn.lazy import lazy_dir, lazy_submodules
 
-_SUBMODULES = frozenset({"parameters", "model", "train", "evaluate", "plots", "claims", "published"})
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"dynn.blockdrop.{name}")
-    raise AttributeError(f"module 'dynn.blockdrop' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | _SUBMODULES)
+_SUBMODULES = ["claims", "evaluate", "model", "parameters", "plots", "published", "train"]
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
+__dir__ = lazy_dir(__name__, _SUBMODULES)

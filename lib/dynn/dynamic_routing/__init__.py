@@ -29,11 +29,8 @@ Importing this package loads none of them (nor torch): ``dynn.dynamic_routing.tr
 friends load on first use.
 """
 
-from dynn.lazy import lazy_submodules
+from dynn.lazy import lazy_dir, lazy_submodules
 
-_SUBMODULES = ("parameters", "model", "train", "evaluate", "plots", "claims", "published")
+_SUBMODULES = ["claims", "evaluate", "model", "parameters", "plots", "published", "train"]
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_SUBMODULES))
+__dir__ = lazy_dir(__name__, _SUBMODULES)

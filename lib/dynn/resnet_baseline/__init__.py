@@ -6,6 +6,8 @@ runnable under ``torchrun``). Evaluation and figures use the foundation directly
 (:mod:`dynn.evaluate`, :mod:`dynn.flops`, :mod:`dynn.plots`).
 """
 
-from dynn.lazy import lazy_submodules
+from dynn.lazy import lazy_dir, lazy_submodules
 
-__getattr__ = lazy_submodules(__name__, ["parameters", "train"])
+_SUBMODULES = ["parameters", "train"]
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
+__dir__ = lazy_dir(__name__, _SUBMODULES)

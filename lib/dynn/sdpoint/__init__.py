@@ -21,8 +21,8 @@ Submodules load on first use (``dynn.sdpoint.model`` ...), so importing this pac
 its parameter rules) does not import torch.
 """
 
-from dynn.lazy import lazy_submodules
+from dynn.lazy import lazy_dir, lazy_submodules
 
-__getattr__ = lazy_submodules(
-    __name__, ["agent", "claims", "evaluate", "model", "parameters", "plots", "published", "train"]
-)
+_SUBMODULES = ["agent", "claims", "evaluate", "model", "parameters", "plots", "published", "train"]
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
+__dir__ = lazy_dir(__name__, _SUBMODULES)

@@ -29,18 +29,8 @@ architectures alone fill ``model.py``):
 Submodules load on first use, so importing the package (or its parameters) does not load torch.
 """
 
-import importlib
+from dynn.lazy import lazy_dir, lazy_submodules
 
-_SUBMODULES = frozenset(
-    {"parameters", "ops", "blocks", "model", "search", "train", "evaluate", "plots", "claims", "published"}
-)
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | _SUBMODULES)
+_SUBMODULES = ["blocks", "claims", "evaluate", "model", "ops", "parameters", "plots", "published", "search", "train"]
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
+__dir__ = lazy_dir(__name__, _SUBMODULES)
