@@ -9,17 +9,7 @@ parameters cell holds the workbook's small-scale choices.
 
 from __future__ import annotations
 
-from dynn.params import (
-    Choice,
-    DataRoot,
-    Device,
-    Flag,
-    ListOf,
-    Number,
-    ParameterError,
-    Text,
-    dataset_names,
-)
+from dynn.params import Choice, Flag, ListOf, Number, ParameterError, Text, data_rules, run_rules
 
 # ---------------------------------------------------------------- official values
 OFFICIAL_SKIP_LIST = (1, 2, 4)  # skip actions, in frames covered
@@ -55,8 +45,7 @@ FRAME_BACKBONES = (  # the dynn.models names a per-resolution backbone may take
 )
 
 SPEC = {
-    "dataset": Choice(dataset_names(task="video")),
-    "data_root": DataRoot(),
+    **data_rules("video", download=False),
     "num_segments": Number(min=1, integer=True),
     "clip_frames": Number(min=1, integer=True),
     "reso_list": ListOf(Number(min=4, integer=True), min_len=1),
@@ -96,16 +85,8 @@ SPEC = {
     "eval_frames": ListOf(Number(min=1, integer=True), min_len=0),
     "latency_batch": Number(min=1, integer=True),
     "latency_time": Number(min=0.01),
-    "train_limit": Number(min=0, integer=True),
-    "val_limit": Number(min=0, integer=True),
-    "test_limit": Number(min=0, integer=True),
     "num_workers": Number(min=0, integer=True),
-    "nprocs": Number(min=1, integer=True),
-    "interactive": Flag(),
-    "device": Device(),
-    "seed": Number(min=0, integer=True),
-    "run_dir": Text(),
-    "figures_dir": Text(),
+    **run_rules(),
 }
 
 

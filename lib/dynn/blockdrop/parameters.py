@@ -8,7 +8,7 @@ agree with the backbones :mod:`dynn.blockdrop.model` builds.
 
 from __future__ import annotations
 
-from dynn.params import Choice, DataRoot, Device, ExistingPath, Flag, ListOf, Number, Text, dataset_names
+from dynn.params import Choice, ExistingPath, ListOf, Number, data_rules, run_rules
 
 # Main network: a CIFAR ResNet of depth 6n+2 (K = 3n blocks: 20 → 9, 32 → 15, 110 → 54) or a
 # torchvision ResNet for ImageNet-size inputs (101 → K = 33, the paper's ImageNet network).
@@ -19,6 +19,7 @@ MAIN_DEPTHS = CIFAR_DEPTHS + TORCHVISION_DEPTHS
 POLICY_DEPTHS = CIFAR_DEPTHS + (10, 18)
 
 SPEC = {
+    **data_rules("classification"),
     "gamma": Number(min=0),
     "gamma_sweep": ListOf(Number(min=0), min_len=0),
     "alpha": Number(min=0.5, max=1),
@@ -41,21 +42,10 @@ SPEC = {
     "lr_finetune_policy": Number(min=0),
     "lr_finetune_step": Number(min=0, integer=True),
     "batch_size": Number(min=1, integer=True),
-    "dataset": Choice(dataset_names(task="classification")),
-    "data_root": DataRoot(),
-    "download": Flag(),
     "resolution": Number(min=8, max=512, integer=True),
-    "train_limit": Number(min=0, integer=True),
-    "val_limit": Number(min=0, integer=True),
-    "test_limit": Number(min=0, integer=True),
     "thresholds": ListOf(Number(min=0, max=1)),
     "latency_images": Number(min=1, integer=True),
     "latency_batch": Number(min=1, integer=True),
     "latency_time": Number(min=0.01),
-    "interactive": Flag(),
-    "nprocs": Number(min=1, integer=True),
-    "device": Device(),
-    "seed": Number(min=0, integer=True),
-    "run_dir": Text(),
-    "figures_dir": Text(),
+    **run_rules(),
 }

@@ -6,7 +6,7 @@ heavy is imported, so a typo fails within a second, naming the parameter.
 
 from __future__ import annotations
 
-from dynn.params import Choice, DataRoot, Device, ExistingPath, Flag, ListOf, Number, Text, dataset_names
+from dynn.params import Choice, ExistingPath, Flag, ListOf, Number, data_rules, run_rules
 
 # The network halves the resolution five times (stem ×4, then down to 1/32), so a crop
 # side must be a multiple of 32 for the coarsest scale to line up with the finer ones.
@@ -29,12 +29,8 @@ class MultipleOf:
 
 
 SPEC = {
-    "dataset": Choice(dataset_names(task="segmentation")),
-    "data_root": DataRoot(),
+    **data_rules("segmentation", download=False),
     "crop_size": MultipleOf(CROP_MULTIPLE, min=CROP_MULTIPLE),
-    "train_limit": Number(min=0, integer=True),
-    "val_limit": Number(min=0, integer=True),
-    "test_limit": Number(min=0, integer=True),
     "val_fraction": Number(min=0, max=0.9),
     "stem_weights": ExistingPath(required_if=lambda p: bool(p.get("stem_weights"))),
     "layers": Number(min=1, max=64, integer=True),
@@ -58,10 +54,5 @@ SPEC = {
     "latency_batch": Number(min=1, integer=True),
     "latency_time": Number(min=0.01),
     "route_images": Number(min=1, max=16, integer=True),
-    "interactive": Flag(),
-    "nprocs": Number(min=1, integer=True),
-    "device": Device(),
-    "seed": Number(min=0, integer=True),
-    "run_dir": Text(),
-    "figures_dir": Text(),
+    **run_rules(),
 }

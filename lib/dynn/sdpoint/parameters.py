@@ -8,17 +8,7 @@ literals for the same reason; ``tests/test_sdpoint.py`` checks they agree with t
 
 from __future__ import annotations
 
-from dynn.params import (
-    Choice,
-    DataRoot,
-    Device,
-    Flag,
-    ListOf,
-    Number,
-    ParameterError,
-    Text,
-    dataset_names,
-)
+from dynn.params import Choice, Flag, ListOf, Number, ParameterError, data_rules, run_rules
 
 # Backbone families and their depths (``resnext`` = the paper's 32×4d variants).
 ARCH_DEPTHS = {
@@ -40,6 +30,7 @@ OFFICIAL_EPOCHS = 115
 OFFICIAL_MILESTONES = (40, 75, 105)  # lr ÷10 at these of 115 ImageNet epochs
 
 SPEC = {
+    **data_rules("classification"),
     "arch": Choice(list(ARCH_DEPTHS)),
     "depth": Choice(sorted({d for depths in ARCH_DEPTHS.values() for d in depths})),
     "base_width": Number(min=1, integer=True),
@@ -60,19 +51,8 @@ SPEC = {
     "agent_test_configs": Number(min=1, integer=True),
     "latency_batch": Number(min=1, integer=True),
     "latency_time": Number(min=0.001),
-    "train_limit": Number(min=0, integer=True),
-    "val_limit": Number(min=0, integer=True),
-    "test_limit": Number(min=0, integer=True),
-    "dataset": Choice(dataset_names(task="classification")),
-    "data_root": DataRoot(),
-    "download": Flag(),
     "resolution": Number(min=8, max=1024, integer=True),
-    "nprocs": Number(min=1, integer=True),
-    "interactive": Flag(),
-    "device": Device(),
-    "seed": Number(min=0, integer=True),
-    "run_dir": Text(),
-    "figures_dir": Text(),
+    **run_rules(),
 }
 
 

@@ -1,6 +1,6 @@
 """What ``notebooks/slimmable.ipynb`` accepts (light: checked before torch is imported)."""
 
-from dynn.params import Choice, DataRoot, Device, Flag, Number, Text, dataset_names
+from dynn.params import Choice, Flag, Number, data_rules, run_rules
 
 # The slimmable architectures (registered in dynn.models as "slimmable.<name>"; a test
 # checks this list against the registry).
@@ -25,14 +25,9 @@ MODELS = (
 SAMPLERS = ("layerwise", "uniform")
 
 SPEC = {
+    **data_rules("classification"),
     "model": Choice(MODELS),
-    "dataset": Choice(dataset_names(task="classification")),
-    "data_root": DataRoot(),
-    "download": Flag(),
     "resolution": Number(min=8, max=512, integer=True),
-    "train_limit": Number(min=0, integer=True),
-    "val_limit": Number(min=0, integer=True),
-    "test_limit": Number(min=0, integer=True),
     "sampler": Choice(SAMPLERS),
     "baseline": Flag(),
     "min_width": Number(min=0.05, max=1.0),
@@ -54,10 +49,5 @@ SPEC = {
     "num_points": Number(min=2, max=50, integer=True),
     "latency_batch": Number(min=1, integer=True),
     "latency_time": Number(min=0.01),
-    "interactive": Flag(),
-    "nprocs": Number(min=1, integer=True),
-    "device": Device(),
-    "seed": Number(min=0, integer=True),
-    "run_dir": Text(),
-    "figures_dir": Text(),
+    **run_rules(),
 }
