@@ -275,7 +275,7 @@ def test_stages_chain_and_a_second_call_reuses_instead_of_training(tmp_path, mon
     def no_training(*args, **kwargs):
         raise AssertionError("a finished stage was trained again")
 
-    monkeypatch.setattr(bd.train, "classification_step", no_training)
+    monkeypatch.setattr(dynn.train, "classification_step", no_training)  # pretrain: train_classifier
     monkeypatch.setattr(bd.train, "policy_step_fn", lambda **kw: no_training)
     (main2, cl2, ft2), _ = _chain(tmp_path)
     printed = capsys.readouterr().out
@@ -300,7 +300,7 @@ def test_pretrained_main_network_is_loaded_not_trained(tmp_path, monkeypatch, ca
     def no_training(*args, **kwargs):
         raise AssertionError("pretrain trained although a pretrained network was given")
 
-    monkeypatch.setattr(bd.train, "classification_step", no_training)
+    monkeypatch.setattr(dynn.train, "classification_step", no_training)  # pretrain: train_classifier
     for _ in range(2):  # the second call reuses the stage's checkpoint
         main = bd.train.pretrain(
             run_dir=str(tmp_path / "stage"), device="cpu", **TINY, pretrained=str(path), epochs=5, lr=0.1, batch_size=32

@@ -157,8 +157,13 @@ class Device:
 def run_rules(*, interactive: bool = True) -> dict[str, Any]:
     """The rules of the parameters every notebook shares (where it runs, how it shows);
     ``interactive`` (the explorer widget switch) where the notebook has an explorer."""
-    rules = {"device": Device(), "seed": Number(min=0, integer=True), "nprocs": Number(min=1, integer=True),
-             "run_dir": Text(), "figures_dir": Text()}
+    rules = {
+        "device": Device(),
+        "seed": Number(min=0, integer=True),
+        "nprocs": Number(min=1, integer=True),
+        "run_dir": Text(),
+        "figures_dir": Text(),
+    }
     return {**rules, "interactive": Flag()} if interactive else rules
 
 

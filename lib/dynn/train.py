@@ -418,6 +418,51 @@ def fit(
     return history
 
 
+def train_classifier(
+    model: nn.Module,
+    train_data: Dataset,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    run_dir: str | Path,
+    stage: str,
+    device: str | torch.device,
+    seed: int,
+    params: dict,
+    progress: bool = True,
+    nesterov: bool = True,
+    milestones: list[int] | None = None,
+    step_fn: Callable | None = None,
+) -> list[dict]:
+    """The plain way to train a classifier, as the resumable stage ``stage`` of ``run_dir``:
+    SGD (momentum 0.9, ``nesterov`` optional) with cosine decay over ``epochs``, or with the
+    learning rate ÷10 at each of ``milestones``; ``step_fn`` defaults to
+    :func:`classification_step`. Static baselines and the pretraining stages of the methods
+    use it, so "trained the plain way" means the same thing in every notebook."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=nesterov)
+    if milestones:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma=0.1)
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    return fit(
+        model,
+        step_fn or classification_step,
+        train_data,
+        epochs=epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batch_size=batch_size,
+        run_dir=run_dir,
+        stage=stage,
+        device=device,
+        seed=seed,
+        params=params,
+        progress=progress,
+    )
+
+
 def stage_main(stages: dict[str, Callable], argv: list[str] | None = None, prog: str = "") -> Any:
     """Command line of a method's stage functions, what ``torchrun -m dynn.<method>.train`` runs::
 

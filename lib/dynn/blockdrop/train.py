@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -36,11 +36,12 @@ from dynn.data import get_dataset
 from dynn.runs import atomic_torch_save
 from dynn.train import (
     checkpoint_path,
-    classification_step,
     fit,
     is_main_process,
     load_checkpoint,
     seed_everything,
+    stage_main,
+    train_classifier,
     unwrap,
 )
 
@@ -161,9 +162,8 @@ def _train(
     progress: bool,
     **fit_kwargs,
 ) -> None:
-    """:func:`dynn.train.fit`, and for 0 epochs (weights loaded, or a stage skipped) a checkpoint
-    of the weights as they are, so that the next stage always has ``<run_dir>/<stage>.ckpt`` to
-    chain on and a second call reuses it like any finished stage."""
+    """:func:`dynn.train.fit`, then :func:`_checkpoint_untrained` (for 0 epochs), so that a
+    second call reuses the stage like any finished one."""
     fit(
         model,
         step_fn,
@@ -175,6 +175,12 @@ def _train(
         progress=progress,
         **fit_kwargs,
     )
+    _checkpoint_untrained(model, epochs=epochs, run_dir=run_dir, stage=stage, params=params)
+
+
+def _checkpoint_untrained(model: nn.Module, *, epochs: int, run_dir: str, stage: str, params: dict) -> None:
+    """For 0 epochs (weights loaded, or a stage skipped) a checkpoint of the weights as they are,
+    so that the next stage always has ``<run_dir>/<stage>.ckpt`` to chain on."""
     ckpt = checkpoint_path(run_dir, stage)
     if epochs == 0 and not ckpt.exists() and is_main_process():
         atomic_torch_save(
@@ -229,17 +235,16 @@ def pretrain(
     train_data = _split("train", dataset=dataset, data_root=data_root, resolution=resolution, limit=train_limit)
     seed_everything(seed)
     main = make_main_network(depth, train_data.num_classes)
-    optimizer = torch.optim.SGD(main.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     if pretrained:
         main.backbone.load_state_dict(load_state_dict_file(pretrained))
         say(f"stage pretrain: main network loaded from {pretrained}, not trained here")
-    _train(
+    trained_epochs = 0 if pretrained else epochs
+    train_classifier(
         main.backbone,
-        classification_step,
         train_data,
-        epochs=0 if pretrained else epochs,
-        optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)),
+        epochs=trained_epochs,
+        lr=lr,
+        weight_decay=5e-4,
         batch_size=batch_size,
         run_dir=run_dir,
         stage="pretrain",
@@ -248,6 +253,7 @@ def pretrain(
         params=params,
         progress=progress,
     )
+    _checkpoint_untrained(main.backbone, epochs=trained_epochs, run_dir=run_dir, stage="pretrain", params=params)
     return main.to(device).eval()
 
 
@@ -440,23 +446,7 @@ def main(argv: list[str] | None = None) -> None:
     YAML of the stage's keyword arguments; point the notebook's ``run_dir`` at the same
     place afterwards and it finds the finished checkpoint instead of training again.
     """
-    import argparse
-
-    import yaml
-
-    parser = argparse.ArgumentParser(prog="python -m dynn.blockdrop.train", description=main.__doc__.splitlines()[0])
-    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
-    parser.add_argument("--config", required=True, type=Path, help="YAML of the stage's keyword arguments")
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (each rank takes its LOCAL_RANK GPU)")
-    args = parser.parse_args(argv)
-    config: dict[str, Any] = yaml.safe_load(args.config.read_text()) or {}
-    kwargs = config.get("arguments", config)
-    from dynn.train import resolve_device
-
-    run_stage(args.stage, args.run_dir, str(resolve_device(args.device)), kwargs)
-    if is_main_process():
-        print(f"stage {args.stage} finished in {args.run_dir}")
+    stage_main(STAGES, argv, prog="python -m dynn.blockdrop.train")
 
 
 if __name__ == "__main__":

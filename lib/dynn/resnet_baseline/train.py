@@ -12,7 +12,6 @@ Point the notebook's ``run_dir`` at DIR afterwards: the finished stage is loaded
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from dynn import data, models, train
@@ -58,15 +57,12 @@ def train_static(
         dataset, "train", data_root=data_root, download=download, resolution=resolution, channels=3, limit=train_limit
     )
     net = models.create(model, num_classes=train_data.num_classes, base_width=base_width)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    train.fit(
+    train.train_classifier(
         net,
-        train.classification_step,
         train_data,
         epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        lr=lr,
+        weight_decay=weight_decay,
         batch_size=batch_size,
         run_dir=run_dir,
         stage="train_static",

@@ -33,12 +33,12 @@ from dynn.train import (
     check_checkpoint_origin,
     checkpoint_path,
     classification_step,
-    fit,
     is_main_process,
     read_checkpoint,
     resolve_device,
     seed_everything,
     stage_main,
+    train_classifier,
     unwrap,
     weights_digest,
 )
@@ -56,13 +56,6 @@ def sdpoint_step(model: torch.nn.Module, batch) -> dict:
     out = classification_step(model, batch)
     out["downsampled"] = float(any(r < 1 for r in unwrap(model).last_config))
     return out
-
-
-def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, epochs: int):
-    """SGD (momentum 0.9) with the official step schedule, as in the official ``main.py``."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, official_milestones(epochs), gamma=0.1)
-    return optimizer, scheduler
 
 
 def _fit_network(
@@ -101,15 +94,14 @@ def _fit_network(
         legacy_official=legacy_official,
         **backbone_kwargs,
     )
-    optimizer, scheduler = make_optimizer(model, lr=lr, weight_decay=weight_decay, epochs=epochs)
+    # SGD (momentum 0.9, no Nesterov) with the official step schedule, as in the official main.py;
     # num_classes rides along in the checkpoint so that load_model can rebuild the network
-    fit(
+    train_classifier(
         model,
-        sdpoint_step,
         data,
         epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        lr=lr,
+        weight_decay=weight_decay,
         batch_size=batch_size,
         run_dir=run_dir,
         stage=stage,
@@ -117,6 +109,9 @@ def _fit_network(
         seed=seed,
         params=dict(params, sampling=sampling, num_classes=data.num_classes),
         progress=progress,
+        nesterov=False,
+        milestones=official_milestones(epochs),
+        step_fn=sdpoint_step,
     )
     return model.eval()
 

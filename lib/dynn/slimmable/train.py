@@ -459,21 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     :meth:`dynn.runs.Run.stage` writes beside a stage works as it is). Point the notebook's
     ``run_dir`` at the same place afterwards: the finished stage is loaded, not retrained.
     """
-    import argparse
-
-    import yaml
-
-    parser = argparse.ArgumentParser(prog="python -m dynn.slimmable.train", description=main.__doc__.splitlines()[0])
-    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
-    parser.add_argument("--config", required=True, type=Path, help="YAML of the stage's keyword arguments")
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    config = yaml.safe_load(args.config.read_text()) or {}
-    kwargs = config.get("arguments", config)
-    net = STAGES[args.stage](run_dir=args.run_dir, device=args.device, **kwargs)
-    if dynn.train.is_main_process():
-        print(f"{args.stage} finished in {args.run_dir}; weights digest {dynn.train.weights_digest(net):.6f}")
+    dynn.train.stage_main(STAGES, argv, prog="python -m dynn.slimmable.train")
 
 
 if __name__ == "__main__":
