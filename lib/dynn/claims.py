@@ -90,6 +90,34 @@ def claim(
     }
 
 
+def interval_claim(
+    id: str,
+    statement: str,
+    interval: Sequence[float],
+    *,
+    paper: str,
+    rule: str,
+    unit: str = "",
+    threshold: float = 0.0,
+    above: bool = True,
+) -> dict:
+    """A :func:`claim` decided by where ``interval`` = ``(value, low, high)`` lies against
+    ``threshold`` (:func:`verdict`): the shape of most paper claims in this workbook."""
+    value, low, high = interval
+    return claim(
+        id,
+        statement,
+        paper=paper,
+        value=value,
+        ci=(low, high),
+        holds=verdict(low, high, threshold, above=above),
+        rule=rule,
+        unit=unit,
+        threshold=threshold,
+        above=above,
+    )
+
+
 def mark(holds: bool | None) -> str:
     return {True: "✓", False: "✗", None: "?"}[holds]
 

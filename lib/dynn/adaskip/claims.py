@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from dynn.adaskip.published import CLAIM_FIGURES
-from dynn.claims import claim, paired_bootstrap, verdict
+from dynn.claims import interval_claim, paired_bootstrap
 
 
 def matched_rival(rivals: dict, macs: float) -> str:
@@ -99,34 +99,28 @@ def paper_claims(
     rival = matched_rival(rivals, arnet_validation_macs)
     mean, low, high = paired_bootstrap(100 * (arnet.correct - rivals[rival][1]), seed=seed)
     out.append(
-        claim(
+        interval_claim(
             "beats_uniform_at_matched_macs",
             "AR-Net is at least as accurate as uniform processing (TSN) at no more cost.",
+            (mean, low, high),
             paper=CLAIM_FIGURES["uniform"],
-            value=mean,
-            ci=(low, high),
-            holds=verdict(low, high, 0.0),
             rule=f"paired bootstrap over test videos of AR-Net − {rival} (the equally trained uniform TSN with the "
             "fewest MACs not below AR-Net's, chosen by AR-Net's MACs on the validation clips): holds if the 95 % "
             "interval lies above 0, fails if below 0, inconclusive otherwise",
             unit="pp",
-            threshold=0.0,
         )
     )
     # 2. beats the random policy at matched usage
     mean, low, high = paired_bootstrap(100 * (arnet.correct - random_policy.correct), seed=seed)
     out.append(
-        claim(
+        interval_claim(
             "beats_random_policy",
             "A learned policy beats a random policy that uses the actions as often.",
+            (mean, low, high),
             paper=CLAIM_FIGURES["random"],
-            value=mean,
-            ci=(low, high),
-            holds=verdict(low, high, 0.0),
             rule="paired bootstrap over test videos of AR-Net − random policy (usage matched to AR-Net's on the "
             "validation clips): holds if the 95 % interval lies above 0",
             unit="pp",
-            threshold=0.0,
         )
     )
     # 3. small digits get the high resolution more often than blank frames; blank frames are skipped more
@@ -154,18 +148,15 @@ def paper_claims(
         ):
             value, low, high = rate_difference(arnet.actions, frame_types, a, b, chosen, seed=seed)
             out.append(
-                claim(
+                interval_claim(
                     cid,
                     statement,
+                    (value, low, high),
                     paper=CLAIM_FIGURES["frame_types"],
-                    value=value,
-                    ci=(low, high),
-                    holds=verdict(low, high, 0.0),
                     rule=f"% of {FRAME_TYPES[a]} frames minus % of {FRAME_TYPES[b]} frames given "
                     f"{'/'.join(action_names[c] for c in chosen)} (test clips, bootstrap over videos): holds if the "
                     "95 % interval lies above 0",
                     unit="pp",
-                    threshold=0.0,
                 )
             )
     # 4. a larger efficiency weight lowers the cost
@@ -174,18 +165,15 @@ def paper_claims(
         mean, low, high = paired_bootstrap(d, seed=seed)
         lo_w, hi_w = w_eff_values or (math.nan, math.nan)
         out.append(
-            claim(
+            interval_claim(
                 "larger_w_eff_lowers_cost",
                 "A larger efficiency weight in the loss gives a cheaper policy.",
+                (mean, low, high),
                 paper=CLAIM_FIGURES["w_eff"],
-                value=mean,
-                ci=(low, high),
-                holds=verdict(low, high, 0.0),
                 rule=f"per-video MACs saved by training with w_eff = {hi_w:g} instead of {lo_w:g} (same epochs, "
                 "same test videos), in % of the default's mean cost, paired bootstrap: holds if the 95 % interval "
                 "lies above 0",
                 unit="% of MACs",
-                threshold=0.0,
             )
         )
     # 5. latency follows MACs
@@ -193,13 +181,11 @@ def paper_claims(
         macs_ratio = arnet.macs_per_video / reference_macs
         value, low, high = latency_over_macs(latency_rows, method_label, reference_label, macs_ratio)
         out.append(
-            claim(
+            interval_claim(
                 "latency_follows_macs",
                 "AR-Net's savings in MACs are savings in time (batch 1, against the full-resolution uniform network).",
+                (value, low, high),
                 paper=CLAIM_FIGURES["latency"],
-                value=value,
-                ci=(low, high),
-                holds=verdict(low, high, latency_threshold, above=False),
                 rule=f"(AR-Net latency / {reference_label} latency) ÷ (their MACs ratio) at batch 1, interval = "
                 f"the range over interleaved timing rounds: holds if it lies below {latency_threshold:g}",
                 unit="×",

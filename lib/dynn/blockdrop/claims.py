@@ -37,7 +37,7 @@ import torch
 
 from dynn.blockdrop.evaluate import BlockCosts, PolicyEval, evaluate_policy, latency_row, static_order, static_policy
 from dynn.blockdrop.published import cite
-from dynn.claims import claim, paired_bootstrap, t_interval, verdict
+from dynn.claims import claim, interval_claim, paired_bootstrap, t_interval, verdict
 
 LATENCY_LIMIT = 1.2
 MACS_LIMIT = 0.75
@@ -124,42 +124,54 @@ def paper_claims(
     u = static_policy(static_order(ranking), int(match["kept_blocks"]))
     ev_static = evaluate_policy(model, data, device=device, fixed_policy=torch.as_tensor(u))
     mean, low, high = _pp(ev.correct, ev_static.correct)
-    c = claim(
+    c = interval_claim(
         "above_static_front",
         "BlockDrop, policy counted, is more accurate than dropping the same blocks for every image at matched MACs.",
-        paper=cite("static"), value=mean, ci=(low, high), holds=verdict(low, high, 0.0),
+        (mean, low, high),
+        paper=cite("static"),
         rule="paired difference (BlockDrop − static policy with the nearest MACs not below BlockDrop's, "
         "its blocks ranked on validation), 95 % bootstrap interval above 0",
-        unit="pp", threshold=0.0,
-    )  # fmt: skip
+        unit="pp",
+    )
     c.update(static_kept_blocks=int(match["kept_blocks"]), static_macs=float(match["macs_mean"]))
     claims.append(c)
 
     # 2. cost and accuracy against the full network
     mean, low, high = bootstrap(macs / costs.full, np.mean)
-    claims.append(claim(
-        "macs_ratio", f"BlockDrop, policy counted, runs at ≤ {MACS_LIMIT} of the full network's MACs.",
-        paper=cite("cifar_finetuned"), value=mean, ci=(low, high), holds=verdict(low, high, MACS_LIMIT, above=False),
-        rule=f"mean MACs per image (policy included) / full network, 95 % bootstrap interval below {MACS_LIMIT}",
-        threshold=MACS_LIMIT, above=False,
-    ))  # fmt: skip
+    claims.append(
+        interval_claim(
+            "macs_ratio",
+            f"BlockDrop, policy counted, runs at ≤ {MACS_LIMIT} of the full network's MACs.",
+            (mean, low, high),
+            paper=cite("cifar_finetuned"),
+            rule=f"mean MACs per image (policy included) / full network, 95 % bootstrap interval below {MACS_LIMIT}",
+            threshold=MACS_LIMIT,
+            above=False,
+        )
+    )
     mean, low, high = _pp(ev.correct, full_correct)
-    claims.append(claim(
-        "within_1pp", "BlockDrop's accuracy is within 1 pp of the full network it starts from.",
-        paper=cite("cifar_finetuned"), value=mean, ci=(low, high),
-        holds=verdict(low, high, -ACCURACY_MARGIN),
-        rule="paired difference (BlockDrop − full pretrained network), 95 % bootstrap interval above −1 pp",
-        unit="pp", threshold=-ACCURACY_MARGIN,
-    ))  # fmt: skip
+    claims.append(
+        interval_claim(
+            "within_1pp",
+            "BlockDrop's accuracy is within 1 pp of the full network it starts from.",
+            (mean, low, high),
+            paper=cite("cifar_finetuned"),
+            rule="paired difference (BlockDrop − full pretrained network), 95 % bootstrap interval above −1 pp",
+            unit="pp",
+            threshold=-ACCURACY_MARGIN,
+        )
+    )
 
     # 3. finetuning recovers what the curriculum lost
     mean, low, high = _pp(ev.correct, ev_curriculum.correct)
-    c = claim(
-        "finetune_recovers", "Joint finetuning recovers the accuracy the curriculum lost.",
-        paper=cite("curriculum"), value=mean, ci=(low, high), holds=verdict(low, high, 0.0),
+    c = interval_claim(
+        "finetune_recovers",
+        "Joint finetuning recovers the accuracy the curriculum lost.",
+        (mean, low, high),
+        paper=cite("curriculum"),
         rule="paired difference (finetuned − curriculum-only BlockDrop), 95 % bootstrap interval above 0",
-        unit="pp", threshold=0.0,
-    )  # fmt: skip
+        unit="pp",
+    )
     c["curriculum_lost_pp"] = float(100.0 * (np.mean(full_correct) - ev_curriculum.correct.mean()))
     claims.append(c)
 
@@ -188,8 +200,9 @@ def paper_claims(
     else:
         levels = np.asarray(levels)[: len(blocks)]
         mean, low, high = two_sample_bootstrap(blocks[levels == "hard"], blocks[levels == "easy"])
-        c = claim("easy_fewer_blocks", statement, paper=cite("qualitative"), value=mean, ci=(low, high),
-                  holds=verdict(low, high, 0.0), rule=rule, unit="blocks", threshold=0.0)  # fmt: skip
+        c = interval_claim(
+            "easy_fewer_blocks", statement, (mean, low, high), paper=cite("qualitative"), rule=rule, unit="blocks"
+        )
         c["blocks_by_level"] = {lv: float(blocks[levels == lv].mean()) for lv in ("easy", "medium", "hard")
                                 if (levels == lv).any()}  # fmt: skip
         claims.append(c)

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from dynn.claims import CONFIDENCE, claim, verdict
+from dynn.claims import CONFIDENCE, claim, interval_claim, verdict
 from dynn.dynamic_routing.evaluate import (
     FIX,
     NARROW_FIX,
@@ -148,19 +148,15 @@ def paper_claims(
         (value, low, high), lo, hi = min(steps, key=lambda s: s[0][1])
         order = " < ".join(f"{'none' if math.isinf(m) else f'{m:g}'}" for m, _ in chain)
         claims.append(
-            claim(
+            interval_claim(
                 "cost_monotone_in_mu",
                 f"Real cost falls monotonically as the budget μ falls (μ = {order}).",
+                (value, low, high),
                 paper=CLAIM_SOURCES["cost_monotone_in_mu"],
-                value=value,
-                ci=(low, high),
-                holds=verdict(low, high, 0.0, above=True),
                 rule="for every pair of neighbouring μ (Dynamic-Raw = no budget last), the paired per-image real-MACs "
                 f"increase (fraction of Network-Fix) has a 95 % bootstrap interval above 0; shown: the weakest step "
                 f"({lo} → {hi})",
                 unit="× Network-Fix",
-                threshold=0.0,
-                above=True,
             )
         )
     else:
@@ -186,19 +182,15 @@ def paper_claims(
     boot = (2 * p * (1 - p)).mean(1) * n / max(1, n - 1)
     low, high = np.percentile(boot, _tails())
     claims.append(
-        claim(
+        interval_claim(
             "routes_differ_per_image",
             f"Different images take different routes ({div['distinct_routes']} distinct routes over "
             f"{div['images']} test images; {100 * div['modal_share']:.0f} % on the most common one).",
+            (div["open_cell_distance"], float(low), float(high)),
             paper=CLAIM_SOURCES["routes_differ_per_image"],
-            value=div["open_cell_distance"],
-            ci=(float(low), float(high)),
-            holds=verdict(float(low), float(high), 0.0, above=True),
             rule="the mean pairwise distance of the images' sets of open cells (fraction of cells open for one "
             "image and closed for the other) has a 95 % bootstrap interval above 0 (one static route gives exactly 0)",
             unit="of cells",
-            threshold=0.0,
-            above=True,
         )
     )
 
@@ -227,19 +219,15 @@ def paper_claims(
         diff, low, high = miou_bootstrap(main["confusions"], evals[rival]["confusions"])
         cost = float(evals[rival]["real_cost"].mean()) / float(main["real_cost"].mean())
         claims.append(
-            claim(
+            interval_claim(
                 f"dynamic_beats_{rival.lower().replace(' ', '_').replace('(', '').replace(')', '').replace('-', '_')}",
                 f"{main_label} beats the equal-cost static network '{rival}' ({cost:.2f}× its real MACs) in mIoU.",
+                (diff, low, high),
                 paper=CLAIM_SOURCES["dynamic_beats_static"],
-                value=diff,
-                ci=(low, high),
-                holds=verdict(low, high, 0.0, above=True),
                 rule="paired bootstrap over test images of mIoU(dynamic) − mIoU(rival): interval above 0; the rival's "
                 "route (most common on validation) or width (narrowest Network-Fix costing at least the dynamic "
                 "network's validation MACs) was fixed on validation",
                 unit="mIoU points",
-                threshold=0.0,
-                above=True,
             )
         )
 
@@ -247,18 +235,15 @@ def paper_claims(
     if RAW in evals and FIX in evals:
         diff, low, high = miou_bootstrap(evals[RAW]["confusions"], evals[FIX]["confusions"])
         claims.append(
-            claim(
+            interval_claim(
                 "raw_at_least_fix",
                 "Dynamic-Raw (gates, no budget) is at least as accurate as Network-Fix (every path, no gates).",
+                (diff, low, high),
                 paper=CLAIM_SOURCES["raw_at_least_fix"],
-                value=diff,
-                ci=(low, high),
-                holds=verdict(low, high, -NON_INFERIORITY_MARGIN, above=True),
                 rule=f"paired bootstrap over test images of mIoU(Raw) − mIoU(Fix): interval above "
                 f"−{NON_INFERIORITY_MARGIN:g} point (non-inferiority margin fixed in advance)",
                 unit="mIoU points",
                 threshold=-NON_INFERIORITY_MARGIN,
-                above=True,
             )
         )
 
@@ -268,18 +253,15 @@ def paper_claims(
         ratio = (main["real_cost"] - (main["network_fix_cost"] - main["full_cost"])) / main["full_cost"]
         value, low, high = mean_bootstrap(ratio)
         claims.append(
-            claim(
+            interval_claim(
                 "real_cost_above_mu",
                 f"The real cost stays above the budget μ = {mu:g} (μ constrains expected, not real, cost).",
+                (value, low, high),
                 paper=CLAIM_SOURCES["real_cost_above_mu"],
-                value=value,
-                ci=(low, high),
-                holds=verdict(low, high, mu, above=True),
                 rule="real MACs of cells, transitions and gates (no stem, no head) over C_full, per test image; 95 % "
                 "bootstrap interval above μ (reported: this is a property to know, not a goal)",
                 unit="× C_full",
                 threshold=mu,
-                above=True,
             )
         )
 
@@ -292,14 +274,12 @@ def paper_claims(
             value = d_med / f_med / macs_ratio
             low, high = d_best / f_worst / macs_ratio, d_worst / f_best / macs_ratio
             claims.append(
-                claim(
+                interval_claim(
                     f"skip_latency_tracks_macs_b{batch}",
                     f"At batch {batch}, per-sample skipping turns the MACs saving into a latency saving "
                     f"(latency ratio ÷ MACs ratio ≤ {LATENCY_TOLERANCE:g} against Network-Fix).",
+                    (value, low, high),
                     paper=CLAIM_SOURCES["skip_latency_tracks_macs"],
-                    value=value,
-                    ci=(low, high),
-                    holds=verdict(low, high, LATENCY_TOLERANCE, above=False),
                     rule=f"(skipping latency of {main_label} ÷ Network-Fix latency) ÷ (real MACs ratio), measured "
                     "interleaved in one process; interval from the fastest and slowest timing rounds, below "
                     f"{LATENCY_TOLERANCE:g}",

@@ -31,7 +31,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from dynn.claims import claim, paired_bootstrap, verdict
+from dynn.claims import claim, interval_claim, paired_bootstrap, verdict
 from dynn.sdpoint.published import CLAIM_FIGURES as PAPER
 
 CHEAP = 0.5  # "cheap" instances: below this fraction of the full MACs
@@ -64,36 +64,29 @@ def monotone_front(sdpoint: pd.DataFrame, *, resamples: int = 1000, seed: int = 
     n = correct.shape[1]
     taus = [kendall_tau(macs, correct[:, rng.integers(0, n, n)].mean(1)) for _ in range(resamples)]
     low, high = np.percentile(taus, [2.5, 97.5])
-    return claim(
+    return interval_claim(
         "monotone_front",
         "One trained SDPoint network gives an accuracy-cost curve: its instances' accuracy rises with their MACs.",
+        (tau, low, high),
         paper=PAPER["monotone_front"],
-        value=tau,
-        ci=(low, high),
-        holds=verdict(low, high, 0.0, above=True),
         rule="Kendall's tau between MACs and test top-1 over every BN-recalibrated instance; "
         "holds if its 95 % bootstrap interval (test images resampled) lies above 0",
-        threshold=0.0,
-        above=True,
     )
 
 
 def full_cost_vs_baseline(sdpoint: pd.DataFrame, baseline_plain: pd.DataFrame) -> dict:
     d = 100 * (_correct(sdpoint.loc["full network"]) - _correct(baseline_plain.loc["full network"]))
     mean, low, high = paired_bootstrap(d)
-    return claim(
+    return interval_claim(
         "full_cost_vs_baseline",
         "At full cost the SDPoint network is as accurate as the normally trained baseline "
         "(within 1 pp; the paper finds it better).",
+        (mean, low, high),
         paper=PAPER["full_cost_vs_baseline"],
-        value=mean,
-        ci=(low, high),
-        holds=verdict(low, high, -FULL_COST_MARGIN, above=True),
         rule="SDPoint without downsampling (BN recalibrated) minus the baseline as trained, test top-1 (pp), "
         "paired bootstrap over test images; holds if the interval lies above -1 pp",
         unit="pp",
         threshold=-FULL_COST_MARGIN,
-        above=True,
     )
 
 
@@ -134,18 +127,14 @@ def bn_recalibration_matters(sdpoint: pd.DataFrame, sdpoint_plain: pd.DataFrame)
     with_recal = np.mean([_correct(sdpoint.loc[label]) for label in labels], axis=0)
     without = np.mean([_correct(sdpoint_plain.loc[label]) for label in labels], axis=0)
     mean, low, high = paired_bootstrap(100 * (with_recal - without))
-    return claim(
+    return interval_claim(
         "bn_recalibration_matters",
         "Recomputing BatchNorm statistics for each instance is needed: instances are more accurate with it.",
+        (mean, low, high),
         paper=PAPER["bn_recalibration_matters"],
-        value=mean,
-        ci=(low, high),
-        holds=verdict(low, high, 0.0, above=True),
         rule="test top-1 with minus without BN recalibration (pp), averaged over every downsampling instance, "
         "paired bootstrap over test images; holds if the interval lies above 0",
         unit="pp",
-        threshold=0.0,
-        above=True,
     )
 
 
@@ -172,13 +161,11 @@ def cheap_instances_faster(sdpoint: pd.DataFrame, *, batch: int) -> tuple[dict, 
                 }
             )
     worst = max(rows, key=lambda x: x["slowdown"])
-    return claim(
+    return interval_claim(
         "cheap_instances_faster",
         "Cheap instances are really faster: their latency falls about as much as their MACs.",
+        (worst["slowdown"], worst["low"], worst["high"]),
         paper=PAPER["cheap_instances_faster"],
-        value=worst["slowdown"],
-        ci=(worst["low"], worst["high"]),
-        holds=verdict(worst["low"], worst["high"], LATENCY_SLACK, above=False),
         rule=f"latency ratio / MACs ratio (both against the full network) of every instance below 0.5 of the "
         f"full MACs, at batch 1 and batch {batch}, timed interleaved in one process; value: the worst; holds "
         f"if its range (median +- half the spread over timing rounds) lies below {LATENCY_SLACK}",
@@ -206,19 +193,15 @@ def agent_beats_single_point(agent_points: pd.DataFrame, sdpoint: pd.DataFrame) 
         "rival_macs_fraction": float(rival["macs_fraction"]),
         "rival_test_top1": float(rival["test_top1"]),
     }
-    return claim(
+    return interval_claim(
         "agent_beats_single_point",
         "A learned per-layer downsampling policy beats the best single-point instance at matched MACs.",
+        (mean, low, high),
         paper=PAPER["agent_beats_single_point"],
-        value=mean,
-        ci=(low, high),
-        holds=verdict(low, high, 0.0, above=True),
         rule="agent's highest-validation-reward configuration minus the single-point instance of the same "
         "network on the validation front with the nearest MACs not below the agent's, test top-1 (pp), "
         "paired bootstrap; holds if the interval lies above 0",
         unit="pp",
-        threshold=0.0,
-        above=True,
     ), detail
 
 

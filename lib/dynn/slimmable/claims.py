@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from dynn.claims import claim, paired_bootstrap, t_interval, verdict
+from dynn.claims import interval_claim, paired_bootstrap, t_interval
 from dynn.slimmable.evaluate import CLAIM_TARGETS, NO_RECAL, SERIES, chosen_row, matched_rival
 from dynn.slimmable.published import claim_figure
 
@@ -41,20 +41,14 @@ def monotone_claim(table: pd.DataFrame) -> dict:
     points = [chosen_row(recal, SERIES["searched"], t) for t in (*CLAIM_TARGETS, 1.0)]
     steps = [_paired(b, a) for a, b in zip(points, points[1:]) if a is not None and b is not None]
     value, low, high = min(steps, key=lambda s: s[0]) if steps else (math.nan, math.nan, math.nan)
-    return claim(
+    return interval_claim(
         "monotone_in_macs",
         "One set of weights gives an accuracy that rises monotonically with MACs from 0.25 to 1.0 of the full network.",
+        (value, low, high),
         paper=claim_figure("monotone_in_macs"),
-        value=value,
-        ci=(low, high),
-        holds=verdict(low, high, 0.0, above=True),
-        rule=(
-            "paired test-accuracy step (pp) between consecutive deployed points of the jointly trained network "
-            "at 0.25 → 0.5 → 0.75 → 1.0 MACs; the weakest step is reported; holds if its 95 % interval lies above 0"
-        ),
+        rule="paired test-accuracy step (pp) between consecutive deployed points of the jointly trained network "
+        "at 0.25 → 0.5 → 0.75 → 1.0 MACs; the weakest step is reported; holds if its 95 % interval lies above 0",
         unit="pp",
-        threshold=0.0,
-        above=True,
     )
 
 
@@ -66,22 +60,16 @@ def layerwise_vs_uniform_claims(table: pd.DataFrame) -> list[dict]:
         rival = matched_rival(table, method) if method is not None else None
         value, low, high = _paired(method, rival) if rival is not None else (math.nan, math.nan, math.nan)
         out.append(
-            claim(
+            interval_claim(
                 f"layerwise_ge_uniform@{t}",
                 f"At {t} of the full MACs, layer-wise widths found by joint training and search are at least as "
                 "accurate as uniform widths of a US-Nets network.",
+                (value, low, high),
                 paper=claim_figure("layerwise_ge_uniform"),
-                value=value,
-                ci=(low, high),
-                holds=verdict(low, high, 0.0, above=True),
-                rule=(
-                    f"paired test-accuracy difference (pp): the method's configuration chosen on validation for "
-                    f"≤ {t} MACs minus the US-Nets uniform width with the nearest MACs not below it; holds if the "
-                    "95 % interval lies above 0, fails if below 0"
-                ),
+                rule=f"paired test-accuracy difference (pp): the method's configuration chosen on validation for "
+                f"≤ {t} MACs minus the US-Nets uniform width with the nearest MACs not below it; holds if the "
+                "95 % interval lies above 0, fails if below 0",
                 unit="pp",
-                threshold=0.0,
-                above=True,
             )
         )
     return out
@@ -100,21 +88,15 @@ def joint_vs_posthoc_claim(table: pd.DataFrame) -> dict:
         value, low, high = paired_bootstrap(np.mean(differences, axis=0))
     else:
         value, low, high = math.nan, math.nan, math.nan
-    return claim(
+    return interval_claim(
         "joint_ge_posthoc",
         "Optimising widths jointly with the weights beats searching widths after training a US-Net.",
+        (value, low, high),
         paper=claim_figure("joint_ge_posthoc"),
-        value=value,
-        ci=(low, high),
-        holds=verdict(low, high, 0.0, above=True),
-        rule=(
-            "per test image, the mean over the budgets 0.25 / 0.5 / 0.75 MACs of (method correct − post-hoc "
-            "control correct), both chosen on validation for the same budget; paired bootstrap; holds if the "
-            "95 % interval lies above 0"
-        ),
+        rule="per test image, the mean over the budgets 0.25 / 0.5 / 0.75 MACs of (method correct − post-hoc "
+        "control correct), both chosen on validation for the same budget; paired bootstrap; holds if the "
+        "95 % interval lies above 0",
         unit="pp",
-        threshold=0.0,
-        above=True,
     )
 
 
@@ -127,21 +109,16 @@ def recalibration_claim(table: pd.DataFrame, target: float = CLAIM_TARGETS[0]) -
         same = same[same.label == method["label"]]
         stale = None if same.empty else same.iloc[0].to_dict()
     value, low, high = _paired(method, stale) if stale is not None else (math.nan, math.nan, math.nan)
-    return claim(
+    return interval_claim(
         "bn_recalibration_needed",
         "Without recalibrating BatchNorm statistics per configuration, narrow configurations collapse.",
+        (value, low, high),
         paper=claim_figure("bn_recalibration_needed"),
-        value=value,
-        ci=(low, high),
-        holds=verdict(low, high, COLLAPSE_PP, above=True),
-        rule=(
-            f"paired test-accuracy loss (pp) of the method's configuration for ≤ {target} MACs evaluated with the "
-            f"statistics training left instead of recalibrated ones; holds if the 95 % interval lies above "
-            f"{COLLAPSE_PP:g} pp (a collapse, fixed in advance)"
-        ),
+        rule=f"paired test-accuracy loss (pp) of the method's configuration for ≤ {target} MACs evaluated with the "
+        f"statistics training left instead of recalibrated ones; holds if the 95 % interval lies above "
+        f"{COLLAPSE_PP:g} pp (a collapse, fixed in advance)",
         unit="pp",
         threshold=COLLAPSE_PP,
-        above=True,
     )
 
 
@@ -155,18 +132,14 @@ def latency_claim(speed: pd.DataFrame, target: float = CLAIM_TARGETS[0]) -> dict
         per_round = np.asarray(method["ratio_rounds_batched"], float) / method["macs_ratio"]
         value, low, high = t_interval(per_round)
         batch = int(method["latency_batched_batch"])
-    return claim(
+    return interval_claim(
         "latency_follows_macs",
         "Narrow slimmable configurations deployed as plain networks are really faster, nearly in proportion to MACs.",
+        (value, low, high),
         paper=claim_figure("latency_follows_macs"),
-        value=value,
-        ci=(low, high),
-        holds=verdict(low, high, LATENCY_OVER_MACS, above=False),
-        rule=(
-            f"latency ratio to the full network ÷ MACs ratio of the method's exported configuration for ≤ {target} "
-            f"MACs at batch {batch} (per interleaved timing round; t-interval over rounds); holds if the 95 % "
-            f"interval lies below {LATENCY_OVER_MACS:g}"
-        ),
+        rule=f"latency ratio to the full network ÷ MACs ratio of the method's exported configuration for ≤ {target} "
+        f"MACs at batch {batch} (per interleaved timing round; t-interval over rounds); holds if the 95 % "
+        f"interval lies below {LATENCY_OVER_MACS:g}",
         unit="×",
         threshold=LATENCY_OVER_MACS,
         above=False,
