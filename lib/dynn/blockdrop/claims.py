@@ -123,11 +123,10 @@ def paper_claims(
     match = matched_static(static, float(macs.mean()))
     u = static_policy(static_order(ranking), int(match["kept_blocks"]))
     ev_static = evaluate_policy(model, data, device=device, fixed_policy=torch.as_tensor(u))
-    mean, low, high = _pp(ev.correct, ev_static.correct)
     c = interval_claim(
         "above_static_front",
         "BlockDrop, policy counted, is more accurate than dropping the same blocks for every image at matched MACs.",
-        (mean, low, high),
+        _pp(ev.correct, ev_static.correct),
         paper=cite("static"),
         rule="paired difference (BlockDrop − static policy with the nearest MACs not below BlockDrop's, "
         "its blocks ranked on validation), 95 % bootstrap interval above 0",
@@ -137,24 +136,22 @@ def paper_claims(
     claims.append(c)
 
     # 2. cost and accuracy against the full network
-    mean, low, high = bootstrap(macs / costs.full, np.mean)
     claims.append(
         interval_claim(
             "macs_ratio",
             f"BlockDrop, policy counted, runs at ≤ {MACS_LIMIT} of the full network's MACs.",
-            (mean, low, high),
+            bootstrap(macs / costs.full, np.mean),
             paper=cite("cifar_finetuned"),
             rule=f"mean MACs per image (policy included) / full network, 95 % bootstrap interval below {MACS_LIMIT}",
             threshold=MACS_LIMIT,
             above=False,
         )
     )
-    mean, low, high = _pp(ev.correct, full_correct)
     claims.append(
         interval_claim(
             "within_1pp",
             "BlockDrop's accuracy is within 1 pp of the full network it starts from.",
-            (mean, low, high),
+            _pp(ev.correct, full_correct),
             paper=cite("cifar_finetuned"),
             rule="paired difference (BlockDrop − full pretrained network), 95 % bootstrap interval above −1 pp",
             unit="pp",
@@ -163,11 +160,10 @@ def paper_claims(
     )
 
     # 3. finetuning recovers what the curriculum lost
-    mean, low, high = _pp(ev.correct, ev_curriculum.correct)
     c = interval_claim(
         "finetune_recovers",
         "Joint finetuning recovers the accuracy the curriculum lost.",
-        (mean, low, high),
+        _pp(ev.correct, ev_curriculum.correct),
         paper=cite("curriculum"),
         rule="paired difference (finetuned − curriculum-only BlockDrop), 95 % bootstrap interval above 0",
         unit="pp",
@@ -199,9 +195,13 @@ def paper_claims(
                             holds=None, rule=rule + " (this dataset has no difficulty levels)", unit="blocks"))  # fmt: skip
     else:
         levels = np.asarray(levels)[: len(blocks)]
-        mean, low, high = two_sample_bootstrap(blocks[levels == "hard"], blocks[levels == "easy"])
         c = interval_claim(
-            "easy_fewer_blocks", statement, (mean, low, high), paper=cite("qualitative"), rule=rule, unit="blocks"
+            "easy_fewer_blocks",
+            statement,
+            two_sample_bootstrap(blocks[levels == "hard"], blocks[levels == "easy"]),
+            paper=cite("qualitative"),
+            rule=rule,
+            unit="blocks",
         )
         c["blocks_by_level"] = {lv: float(blocks[levels == lv].mean()) for lv in ("easy", "medium", "hard")
                                 if (levels == lv).any()}  # fmt: skip

@@ -76,12 +76,11 @@ def monotone_front(sdpoint: pd.DataFrame, *, resamples: int = 1000, seed: int = 
 
 def full_cost_vs_baseline(sdpoint: pd.DataFrame, baseline_plain: pd.DataFrame) -> dict:
     d = 100 * (_correct(sdpoint.loc["full network"]) - _correct(baseline_plain.loc["full network"]))
-    mean, low, high = paired_bootstrap(d)
     return interval_claim(
         "full_cost_vs_baseline",
         "At full cost the SDPoint network is as accurate as the normally trained baseline "
         "(within 1 pp; the paper finds it better).",
-        (mean, low, high),
+        paired_bootstrap(d),
         paper=PAPER["full_cost_vs_baseline"],
         rule="SDPoint without downsampling (BN recalibrated) minus the baseline as trained, test top-1 (pp), "
         "paired bootstrap over test images; holds if the interval lies above -1 pp",
@@ -126,11 +125,10 @@ def bn_recalibration_matters(sdpoint: pd.DataFrame, sdpoint_plain: pd.DataFrame)
     labels = [label for label in sdpoint.index if label != "full network"]
     with_recal = np.mean([_correct(sdpoint.loc[label]) for label in labels], axis=0)
     without = np.mean([_correct(sdpoint_plain.loc[label]) for label in labels], axis=0)
-    mean, low, high = paired_bootstrap(100 * (with_recal - without))
     return interval_claim(
         "bn_recalibration_matters",
         "Recomputing BatchNorm statistics for each instance is needed: instances are more accurate with it.",
-        (mean, low, high),
+        paired_bootstrap(100 * (with_recal - without)),
         paper=PAPER["bn_recalibration_matters"],
         rule="test top-1 with minus without BN recalibration (pp), averaged over every downsampling instance, "
         "paired bootstrap over test images; holds if the interval lies above 0",
@@ -184,7 +182,6 @@ def agent_beats_single_point(agent_points: pd.DataFrame, sdpoint: pd.DataFrame) 
     front = validation_choice(singles)
     above = front[front.macs >= best["macs"]]
     rival = (above if len(above) else front).sort_values("macs").iloc[0 if len(above) else -1]
-    mean, low, high = paired_bootstrap(100 * (np.asarray(best["test_correct"], float) - _correct(rival)))
     detail = {
         "agent_config": list(best["config"]),
         "agent_macs_fraction": float(best["macs_fraction"]),
@@ -196,7 +193,7 @@ def agent_beats_single_point(agent_points: pd.DataFrame, sdpoint: pd.DataFrame) 
     return interval_claim(
         "agent_beats_single_point",
         "A learned per-layer downsampling policy beats the best single-point instance at matched MACs.",
-        (mean, low, high),
+        paired_bootstrap(100 * (np.asarray(best["test_correct"], float) - _correct(rival))),
         paper=PAPER["agent_beats_single_point"],
         rule="agent's highest-validation-reward configuration minus the single-point instance of the same "
         "network on the validation front with the nearest MACs not below the agent's, test top-1 (pp), "

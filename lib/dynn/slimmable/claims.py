@@ -40,11 +40,10 @@ def monotone_claim(table: pd.DataFrame) -> dict:
     recal = table[table.bn_recal]
     points = [chosen_row(recal, SERIES["searched"], t) for t in (*CLAIM_TARGETS, 1.0)]
     steps = [_paired(b, a) for a, b in zip(points, points[1:]) if a is not None and b is not None]
-    value, low, high = min(steps, key=lambda s: s[0]) if steps else (math.nan, math.nan, math.nan)
     return interval_claim(
         "monotone_in_macs",
         "One set of weights gives an accuracy that rises monotonically with MACs from 0.25 to 1.0 of the full network.",
-        (value, low, high),
+        min(steps, key=lambda s: s[0]) if steps else (math.nan, math.nan, math.nan),
         paper=claim_figure("monotone_in_macs"),
         rule="paired test-accuracy step (pp) between consecutive deployed points of the jointly trained network "
         "at 0.25 → 0.5 → 0.75 → 1.0 MACs; the weakest step is reported; holds if its 95 % interval lies above 0",
@@ -58,13 +57,12 @@ def layerwise_vs_uniform_claims(table: pd.DataFrame) -> list[dict]:
     for t in CLAIM_TARGETS:
         method = chosen_row(table[table.bn_recal], SERIES["searched"], t)
         rival = matched_rival(table, method) if method is not None else None
-        value, low, high = _paired(method, rival) if rival is not None else (math.nan, math.nan, math.nan)
         out.append(
             interval_claim(
                 f"layerwise_ge_uniform@{t}",
                 f"At {t} of the full MACs, layer-wise widths found by joint training and search are at least as "
                 "accurate as uniform widths of a US-Nets network.",
-                (value, low, high),
+                _paired(method, rival) if rival is not None else (math.nan, math.nan, math.nan),
                 paper=claim_figure("layerwise_ge_uniform"),
                 rule=f"paired test-accuracy difference (pp): the method's configuration chosen on validation for "
                 f"≤ {t} MACs minus the US-Nets uniform width with the nearest MACs not below it; holds if the "
@@ -108,11 +106,10 @@ def recalibration_claim(table: pd.DataFrame, target: float = CLAIM_TARGETS[0]) -
         same = table[(~table.bn_recal) & (table.series == SERIES["searched"] + NO_RECAL)]
         same = same[same.label == method["label"]]
         stale = None if same.empty else same.iloc[0].to_dict()
-    value, low, high = _paired(method, stale) if stale is not None else (math.nan, math.nan, math.nan)
     return interval_claim(
         "bn_recalibration_needed",
         "Without recalibrating BatchNorm statistics per configuration, narrow configurations collapse.",
-        (value, low, high),
+        _paired(method, stale) if stale is not None else (math.nan, math.nan, math.nan),
         paper=claim_figure("bn_recalibration_needed"),
         rule=f"paired test-accuracy loss (pp) of the method's configuration for ≤ {target} MACs evaluated with the "
         f"statistics training left instead of recalibrated ones; holds if the 95 % interval lies above "
