@@ -119,7 +119,7 @@ def fake_evaluation(correct, actions=None, macs=1.0):
     targets = np.zeros(n, dtype=int)
     preds = np.where(np.asarray(correct) > 0, 0, 1)
     actions = np.zeros((n, 4), dtype=int) if actions is None else actions
-    return E.Evaluation(float(np.mean(correct) * 100), preds, targets, actions, np.ones(7) / 7, macs, [0, 0, 0], 0)
+    return E.EvaluationPass(float(np.mean(correct) * 100), preds, targets, actions, np.ones(7) / 7, macs, [0, 0, 0], 0)
 
 
 def test_matched_rival_is_the_cheapest_not_below():

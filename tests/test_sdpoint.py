@@ -16,7 +16,7 @@ from torch.utils.data import TensorDataset
 import dynn
 import dynn.sdpoint as sdp
 from dynn.models import cifar_resnet, preresnet
-from dynn.sdpoint.agent import Evaluation, SearchResult
+from dynn.sdpoint.agent import ScoredConfig, SearchResult
 
 # The smallest real training stage: CIFAR ResNet-8 at 8 px on 64 embedded digits, 1 epoch.
 TINY_STAGE = dict(
@@ -363,7 +363,7 @@ class _ToyEnv:
 
     def evaluate(self, config):
         good = sum((r < 1) == (i % 2 == 0) for i, r in enumerate(config))
-        ev = Evaluation(tuple(config), 25.0 * good, 1, 1.0, float(good))
+        ev = ScoredConfig(tuple(config), 25.0 * good, 1, 1.0, float(good))
         self.cache[tuple(config)] = ev
         return ev
 

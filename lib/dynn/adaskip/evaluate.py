@@ -98,7 +98,7 @@ def loss_costs(model: AdaSkipNet, costs: CostTable, largest_cost: float) -> torc
 
 # ---------------------------------------------------------------- one evaluation
 @dataclass
-class Evaluation:
+class EvaluationPass:
     """Outputs of one evaluation pass over a dataset."""
 
     accuracy: float
@@ -137,7 +137,7 @@ def evaluate(
     action_sampler=None,
     resolution: int = 0,
     count_macs: bool = True,
-) -> Evaluation:
+) -> EvaluationPass:
     """Accuracy, chosen actions and *measured* MACs per video of one inference mode.
 
     ``mode``: ``efficient`` (:func:`infer_efficient`), ``masked`` (official forward, every
@@ -212,7 +212,7 @@ def evaluate(
     preds, targets, acts = torch.cat(preds).numpy(), torch.cat(targets).numpy(), torch.cat(acts).numpy()
     usage = np.bincount(acts[acts >= 0].ravel(), minlength=model.action_dim) / max(1, (acts >= 0).sum())
     scores = torch.cat(scores).numpy()
-    return Evaluation(
+    return EvaluationPass(
         accuracy=task_metric(data, scores, preds, targets),
         predictions=preds,
         targets=targets,
@@ -324,13 +324,13 @@ def stack_inputs(data, videos, device) -> list[torch.Tensor]:
 class Comparison:
     """AR-Net, its ablations and its baselines on one test set, as result points."""
 
-    evaluations: dict[str, Evaluation]  # by point label (AR-Net's own modes and the uniform ones)
+    evaluations: dict[str, EvaluationPass]  # by point label (AR-Net's own modes and the uniform ones)
     points: list[dict]  # label, series, role, selection, accuracy, macs (per video), ...
     method: str  # label of the headline AR-Net point
     official_macs: float  # the official accounting of the headline point's usage, per video
     random_usage: np.ndarray  # the frame usage the random policy matches (AR-Net's on validation clips)
     action_names: list[str] = field(default_factory=list)
-    validation: Evaluation | None = None  # the headline mode on the validation clips (operating points)
+    validation: EvaluationPass | None = None  # the headline mode on the validation clips (operating points)
     uniform_correct: dict = field(default_factory=dict)  # label -> (MACs per video, per-video correctness)
 
     def table(self):
@@ -387,7 +387,7 @@ def compare(
     ev = dict(batch_size=batch_size, device=device, seed=seed, tau=tau)
     evaluations, points = {}, []
 
-    def add(label, series, role, selection, e: Evaluation, **extra):
+    def add(label, series, role, selection, e: EvaluationPass, **extra):
         evaluations[label] = e
         points.append(
             {
@@ -498,7 +498,7 @@ def uniform_label(size: int, frames: int) -> str:
     return f"uniform TSN {size}px, {frames} frames"
 
 
-def usage_per_frame_type(model: AdaSkipNet, evaluation: Evaluation, data):
+def usage_per_frame_type(model: AdaSkipNet, evaluation: EvaluationPass, data):
     """What the policy does on each kind of frame (only for sets that know their frame types).
 
     Returns ``(table, fractions)``: the % of frames per action for each frame type (plus
@@ -663,7 +663,7 @@ def latency(
     return rows
 
 
-def usage_per_class(evaluation: Evaluation, action_dim: int, num_classes: int) -> np.ndarray:
+def usage_per_class(evaluation: EvaluationPass, action_dim: int, num_classes: int) -> np.ndarray:
     """Fraction of frames per action within the videos of each class: classes × actions."""
     per_frame_class = np.repeat(evaluation.targets[:, None], evaluation.actions.shape[1], 1)
     return usage_by_group(evaluation.actions, per_frame_class, action_dim, num_classes)

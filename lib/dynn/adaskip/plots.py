@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dynn.adaskip.evaluate import Evaluation
+from dynn.adaskip.evaluate import EvaluationPass
 
 
 def frame_thumbnail(frame: torch.Tensor) -> np.ndarray:
@@ -66,7 +66,7 @@ def plot_timelines(
     return fig
 
 
-def pick_timeline_videos(ev: Evaluation, n: int) -> np.ndarray:
+def pick_timeline_videos(ev: EvaluationPass, n: int) -> np.ndarray:
     """Up to ``n`` test videos of distinct classes, mostly correct ones plus one mistake."""
     picked, seen = [], set()
     wrong = np.nonzero(ev.predictions != ev.targets)[0]
@@ -86,7 +86,7 @@ def pick_timeline_videos(ev: Evaluation, n: int) -> np.ndarray:
     return np.asarray(picked[:n])
 
 
-def plot_example_timelines(evaluation: Evaluation, data, action_names, *, n: int = 6):
+def plot_example_timelines(evaluation: EvaluationPass, data, action_names, *, n: int = 6):
     """Timelines of ``n`` test clips (distinct classes, one mistake) with the decisions taken."""
     from dynn.adaskip.evaluate import sampled_frame_types, stack_inputs
     from dynn.data.video import FRAME_TYPES

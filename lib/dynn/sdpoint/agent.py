@@ -39,7 +39,9 @@ from dynn.sdpoint.parameters import AGENTS, REWARDS  # noqa: F401  (re-exported)
 
 
 @dataclass
-class Evaluation:
+class ScoredConfig:
+    """A downsampling configuration scored on the validation split: accuracy, cost, reward."""
+
     config: Config
     accuracy: float  # validation top-1, %
     macs: int
@@ -74,7 +76,7 @@ class DownsamplingEnv:
         self.sizes = [(s[1], s[2]) for s in shapes]  # H, W after each point at full cost
         self.num_points = model.num_points
         self.full_macs = model.macs(model.full_config(), self.input_shape)
-        self.cache: dict[Config, Evaluation] = {}
+        self.cache: dict[Config, ScoredConfig] = {}
 
     @property
     def state_dim(self) -> int:
@@ -108,7 +110,7 @@ class DownsamplingEnv:
             return accuracy / 100.0 - self.cost_weight * macs / self.full_macs
         return -(1.0 - accuracy / 100.0) * math.log(macs)
 
-    def evaluate(self, config: Sequence[float]) -> Evaluation:
+    def evaluate(self, config: Sequence[float]) -> ScoredConfig:
         config = tuple(float(r) for r in config)
         if config not in self.cache:
             acc = configuration_accuracy(
@@ -120,7 +122,7 @@ class DownsamplingEnv:
                 device=self.device,
             )["val"]["top1"]
             macs = self.model.macs(config, self.input_shape)
-            self.cache[config] = Evaluation(config, acc, macs, macs / self.full_macs, self.reward(acc, macs))
+            self.cache[config] = ScoredConfig(config, acc, macs, macs / self.full_macs, self.reward(acc, macs))
         return self.cache[config]
 
 
@@ -154,10 +156,10 @@ class SearchResult:
     the final policy's most likely configuration (all on validation data)."""
 
     history: list[dict] = field(default_factory=list)  # episode, reward, val_top1, macs, config
-    explored: list[Evaluation] = field(default_factory=list)  # distinct configurations, first seen first
-    greedy: Evaluation | None = None
+    explored: list[ScoredConfig] = field(default_factory=list)  # distinct configurations, first seen first
+    greedy: ScoredConfig | None = None
 
-    def best(self) -> Evaluation:
+    def best(self) -> ScoredConfig:
         """Highest-reward configuration seen (on validation data)."""
         row = max(self.history, key=lambda r: r["reward"])
         return next(e for e in self.explored if e.config == tuple(row["config"]))
@@ -172,8 +174,8 @@ class SearchResult:
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "SearchResult":
-        def evaluation(d: dict) -> Evaluation:
-            return Evaluation(**dict(d, config=tuple(d["config"])))
+        def evaluation(d: dict) -> ScoredConfig:
+            return ScoredConfig(**dict(d, config=tuple(d["config"])))
 
         return cls(
             state["history"],
@@ -202,7 +204,7 @@ def _rollout(env: DownsamplingEnv, policy: PolicyNet | None, generator: torch.Ge
     return tuple(config), log_probs, entropies
 
 
-def _record(result: SearchResult, env: DownsamplingEnv, config: Config) -> Evaluation:
+def _record(result: SearchResult, env: DownsamplingEnv, config: Config) -> ScoredConfig:
     ev = env.evaluate(config)
     _record_explored(result, ev)
     result.history.append(
@@ -357,6 +359,6 @@ def dqn_search(
     return result
 
 
-def _record_explored(result: SearchResult, ev: Evaluation) -> None:
+def _record_explored(result: SearchResult, ev: ScoredConfig) -> None:
     if all(e.config != ev.config for e in result.explored):
         result.explored.append(ev)
