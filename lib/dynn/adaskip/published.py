@@ -1,5 +1,6 @@
-"""Published figures of this paper (full scale), for the claims table and the report's
-orientation table; see :mod:`dynn.published`."""
+"""AR-Net's published numbers (Meng et al., ECCV 2020; full scale, ActivityNet-v1.3): mAP
+and GFLOPs per video against the uniform ResNet-50 TSN, cited by :mod:`dynn.adaskip.claims`
+and gathered by the report's orientation table (:mod:`dynn.published`)."""
 
 PUBLISHED = [
     {

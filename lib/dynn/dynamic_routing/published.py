@@ -1,5 +1,6 @@
-"""Published figures of this paper (full scale), for the claims table and the report's
-orientation table; see :mod:`dynn.published`."""
+"""Dynamic Routing's published numbers (Li et al., CVPR 2020; Cityscapes val): mIoU and
+the cost of the budgeted networks against Dynamic-Raw and Network-Fix, cited by
+:mod:`dynn.dynamic_routing.claims` and gathered by the report (:mod:`dynn.published`)."""
 
 PUBLISHED = [
     {
