@@ -62,6 +62,14 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
     for point in results["points"]:
         assert 0 <= point["accuracy"] <= 100 and point["macs"] > 0
     assert results["environment"]["torch"]
+    executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
+    widget_outputs = [
+        o
+        for c in executed.cells
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert not widget_outputs, "progress must be text, so saved notebooks render in static views"
     figures = list((tmp_path / "figures").glob("*.png"))
     assert figures, "the notebook wrote no figure"
     assert all(f.stat().st_size > 1000 for f in figures)
@@ -122,3 +130,21 @@ def test_readme_papermill_example_leaves_the_checkout_clean(tmp_path):
     finally:
         for d in created:
             shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_data_error_stops_the_notebook_before_any_run_directory(tmp_path):
+    """A mis-laid dataset is reported in the validation cell: nothing is written under runs/."""
+    before = set((ROOT / "runs").glob("resnet_baseline/*")) if (ROOT / "runs").exists() else set()
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / "resnet_baseline.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters={"dataset": "cifar10", "data_root": str(tmp_path)},
+            cwd=str(ROOT),
+            progress_bar=False,
+            kernel_name="python3",
+        )
+    assert "data_root" in str(err.value) and "cifar-10-batches-py" in str(err.value)
+    after = set((ROOT / "runs").glob("resnet_baseline/*")) if (ROOT / "runs").exists() else set()
+    assert after == before
