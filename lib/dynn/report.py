@@ -18,9 +18,9 @@ printed as it finishes and a summary table closes the command.
 
 ``runs/manifest.json`` lists every planned run (notebook, parameters, run directory, status,
 seconds, code version, git revision). The report notebook reads only the runs the manifest
-lists as finished, never whatever else lies under ``runs/``. The defaults run of seed 0
-writes the committed gallery (``figures/<notebook>/``); every other run keeps its figures
-in its run directory.
+lists as finished, never whatever else lies under ``runs/``. The first declared run of
+seed 0 (usually the defaults) writes the committed gallery (``figures/<notebook>/``);
+every other run keeps its figures in its run directory.
 """
 
 from __future__ import annotations
@@ -102,13 +102,16 @@ def plan(root: Path, only: list[str] | None = None) -> list[PlannedRun]:
         if name == REPORT_NOTEBOOK or (only and name not in only):
             continue
         defaults = notebook_defaults(path)
+        gallery_written = False
         for overrides in declared_runs(name, root):
             unknown = set(overrides) - set(defaults)
             if unknown:
                 raise ValueError(f"params/{name}/report.yaml: unknown parameters {sorted(unknown)}")
             effective = {**defaults, **overrides, "run_dir": "", "figures_dir": ""}
             run_dir = root / "runs" / name / params_key(effective)
-            figures_dir = root / "figures" / name if not overrides else run_dir / "figures"
+            writes_gallery = not gallery_written and overrides.get("seed", 0) == 0
+            gallery_written |= writes_gallery
+            figures_dir = root / "figures" / name if writes_gallery else run_dir / "figures"
             runs.append(PlannedRun(name, overrides, run_dir, figures_dir))
     return runs
 
