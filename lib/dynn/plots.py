@@ -86,13 +86,15 @@ def heatmap(
     ax=None,
     cmap: str = "viridis",
     title: str | None = None,
-    annot: bool = False,
-    fmt: str = ".1f",
+    numbers: str | None = None,
     cbar_label: str | None = None,
     vmin=None,
     vmax=None,
 ):
-    """Labelled heatmap (policies: samples × blocks; accuracy: point × ratio; routes...)."""
+    """Labelled heatmap (policies: samples × blocks; accuracy: point × ratio; routes...).
+
+    ``numbers`` is the format of the value printed in every cell (``".1f"``), or None for
+    colour alone (a policy map of hundreds of cells)."""
     set_style()
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
@@ -100,8 +102,8 @@ def heatmap(
         np.asarray(matrix),
         ax=ax,
         cmap=cmap,
-        annot=annot,
-        fmt=fmt,
+        annot=numbers is not None,
+        fmt=numbers or ".1f",
         vmin=vmin,
         vmax=vmax,
         xticklabels=list(xlabels) if xlabels is not None else "auto",

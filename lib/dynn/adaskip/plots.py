@@ -187,8 +187,7 @@ def plot_usage(usage: np.ndarray, *, action_names, group_names, title: str):
         xlabels=action_names,
         ylabels=group_names,
         ax=ax,
-        annot=True,
-        fmt=".0f",
+        numbers=".0f",
         cbar_label="% of frames",
         title=title,
     )
