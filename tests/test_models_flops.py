@@ -111,3 +111,14 @@ def test_registry_prefixes_and_duplicates():
     assert models.create("toyfamily.tiny", num_classes=3).out_features == 3
     with pytest.raises(ValueError, match="registered twice"):
         register_model(tiny, prefix="toyfamily")
+
+
+def test_light_model_names_are_the_names_the_registry_serves():
+    """Parameter checks choose from ``dynn.model_names`` before torch loads: every name there
+    must build, and the CIFAR family there must be the whole registered family."""
+    from dynn import model_names
+
+    registered = set(models.list_models())
+    assert set(model_names.CIFAR_RESNETS + model_names.TORCHVISION_NAMES) <= registered
+    cifar_family = {n for n in registered if n.startswith("cifar_resnet") and n != "cifar_resnet"}
+    assert cifar_family == set(model_names.CIFAR_RESNETS)

@@ -9,6 +9,7 @@ parameters cell holds the workbook's small-scale choices.
 
 from __future__ import annotations
 
+from dynn.model_names import CIFAR_RESNETS, TORCHVISION_NAMES
 from dynn.params import Choice, Flag, ListOf, Number, ParameterError, Text, data_rules, run_rules
 
 # ---------------------------------------------------------------- official values
@@ -28,21 +29,7 @@ OFFICIAL_FINETUNE_LR = 0.0005  # stage 3
 # ---------------------------------------------------------------- choices
 TEST_DECISIONS = ("sample", "argmax")  # Gumbel sampling at test (official) or the most likely action
 POLICY_BACKBONES = ("tiny", "mobilenet_v2", "resnet18")
-FRAME_BACKBONES = (  # the dynn.models names a per-resolution backbone may take
-    "cifar_resnet8",
-    "cifar_resnet14",
-    "cifar_resnet20",
-    "cifar_resnet32",
-    "cifar_resnet44",
-    "cifar_resnet56",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "mobilenet_v2",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-)
+FRAME_BACKBONES = CIFAR_RESNETS + TORCHVISION_NAMES  # the dynn.models names a per-resolution backbone may take
 
 SPEC = {
     **data_rules("video", download=False),

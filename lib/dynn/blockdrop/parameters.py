@@ -2,18 +2,19 @@
 
 The notebook's second cell checks its parameters against :data:`SPEC` before anything heavy
 is imported, so a typo fails within a second and before any run directory exists. The
-depths are plain literals for the same reason; ``tests/test_blockdrop.py`` checks that they
-agree with the backbones :mod:`dynn.blockdrop.model` builds.
+depths come from the light :mod:`dynn.model_names` for the same reason;
+``tests/test_blockdrop.py`` checks that they agree with the backbones
+:mod:`dynn.blockdrop.model` builds.
 """
 
 from __future__ import annotations
 
+from dynn.model_names import CIFAR_DEPTHS, IMAGENET_RESNET_DEPTHS
 from dynn.params import Choice, ExistingPath, ListOf, Number, data_rules, run_rules
 
 # Main network: a CIFAR ResNet of depth 6n+2 (K = 3n blocks: 20 → 9, 32 → 15, 110 → 54) or a
 # torchvision ResNet for ImageNet-size inputs (101 → K = 33, the paper's ImageNet network).
-CIFAR_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
-TORCHVISION_DEPTHS = (18, 34, 50, 101, 152)
+TORCHVISION_DEPTHS = IMAGENET_RESNET_DEPTHS
 MAIN_DEPTHS = CIFAR_DEPTHS + TORCHVISION_DEPTHS
 # Policy network: a CIFAR ResNet (8 in the paper) or the ImageNet ResNet-10 / ResNet-18.
 POLICY_DEPTHS = CIFAR_DEPTHS + (10, 18)

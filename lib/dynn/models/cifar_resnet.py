@@ -15,9 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dynn.model_names import CIFAR_DEPTHS as DEPTHS
 from dynn.models.registry import register_model, register_variant
-
-DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 
 
 class ZeroPadShortcut(nn.Module):

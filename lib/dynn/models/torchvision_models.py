@@ -8,20 +8,8 @@ from __future__ import annotations
 
 import torchvision.models as tvm
 
+from dynn.model_names import TORCHVISION_NAMES
 from dynn.models.registry import register_variant
-
-TORCHVISION_NAMES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "mobilenet_v2",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-)
 
 
 for _name in TORCHVISION_NAMES:

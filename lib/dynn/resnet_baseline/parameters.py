@@ -1,8 +1,7 @@
 """What ``notebooks/resnet_baseline.ipynb`` accepts (light: checked before torch is imported)."""
 
+from dynn.model_names import CIFAR_DEPTHS
 from dynn.params import Choice, DataRoot, Flag, ListOf, Number, dataset_names, run_rules
-
-CIFAR_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 
 SPEC = {
     "dataset": Choice(dataset_names(task="classification")),

@@ -8,12 +8,13 @@ literals for the same reason; ``tests/test_sdpoint.py`` checks they agree with t
 
 from __future__ import annotations
 
+from dynn.model_names import CIFAR_DEPTHS, IMAGENET_RESNET_DEPTHS
 from dynn.params import Choice, Flag, ListOf, Number, ParameterError, data_rules, run_rules
 
 # Backbone families and their depths (``resnext`` = the paper's 32×4d variants).
 ARCH_DEPTHS = {
-    "cifar_resnet": (8, 14, 20, 32, 44, 56, 110),
-    "resnet": (18, 34, 50, 101, 152),
+    "cifar_resnet": CIFAR_DEPTHS,
+    "resnet": IMAGENET_RESNET_DEPTHS,
     "preresnet": (18, 34, 50, 101, 152, 200),
     "resnext": (50, 101, 152),
 }

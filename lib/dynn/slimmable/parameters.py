@@ -1,26 +1,11 @@
 """What ``notebooks/slimmable.ipynb`` accepts (light: checked before torch is imported)."""
 
+from dynn.model_names import CIFAR_RESNETS, IMAGENET_RESNETS, MOBILE_NETWORKS
 from dynn.params import Choice, Flag, Number, data_rules, run_rules
 
-# The slimmable architectures (registered in dynn.models as "slimmable.<name>"; a test
-# checks this list against the registry).
-MODELS = (
-    "cifar_resnet8",
-    "cifar_resnet14",
-    "cifar_resnet20",
-    "cifar_resnet32",
-    "cifar_resnet44",
-    "cifar_resnet56",
-    "cifar_resnet110",
-    "efficientnet_b0",
-    "mobilenet_v2",
-    "mobilenet_v3_large",
-    "resnet101",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "toy",
-)
+# The slimmable architectures, named after the static backbones they make slimmable
+# (registered in dynn.models as "slimmable.<name>"; a test checks this list against the registry).
+MODELS = (*CIFAR_RESNETS, *IMAGENET_RESNETS[:4], *MOBILE_NETWORKS, "toy")  # no ResNet-152, no ResNeXt
 # Which widths the sandwich rule trains between the full and the smallest network.
 SAMPLERS = ("layerwise", "uniform")
 
