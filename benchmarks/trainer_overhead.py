@@ -33,8 +33,8 @@ def bare_loop(model, dataset, epochs, batch_size, seed):
 def with_fit(model, dataset, epochs, batch_size, seed):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     with tempfile.TemporaryDirectory() as run_dir:
-        train.fit(model, train.classification_step, dataset, epochs=epochs, optimizer=optimizer,
-                  batch_size=batch_size, run_dir=run_dir, seed=seed, progress=True)
+        stage = train.Stage("bench", run_dir, seed=seed)
+        train.fit(model, train.classification_step, dataset, stage, train.Schedule(optimizer, epochs, batch_size))
 
 
 def main() -> None:

@@ -202,13 +202,9 @@ def test_curriculum_resumes_with_its_schedule(tmp_path):
             model,
             bd.train.policy_step_fn(gamma=1, alpha=0.8, beta=0.1, joint=False),
             data,
-            epochs=epochs,
-            optimizer=opt,
-            batch_size=16,
-            run_dir=run_dir,
-            stage="curriculum",
+            dynn.train.Stage("curriculum", run_dir, progress=False),
+            dynn.train.Schedule(opt, epochs=epochs, batch_size=16),
             train_mode=schedule,
-            progress=False,
             state={"curriculum": schedule},
         )
         return model, schedule

@@ -164,15 +164,8 @@ def _tiny_stage(*, run_dir, device, epochs, seed, lr=0.1):
         model,
         train.classification_step,
         data,
-        epochs=epochs,
-        batch_size=8,
-        device=device,
-        seed=seed,
-        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
-        run_dir=run_dir,
-        stage="_tiny_stage",
-        params=dict(epochs=epochs, seed=seed, lr=lr),
-        progress=True,
+        train.Stage.of("_tiny_stage", dict(run_dir=run_dir, device=device, epochs=epochs, seed=seed, lr=lr)),
+        train.Schedule(torch.optim.SGD(model.parameters(), lr=lr), epochs=epochs, batch_size=8),
     )
     return model
 

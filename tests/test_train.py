@@ -24,14 +24,8 @@ def _fit(run_dir, step_fn=train.classification_step):
         model,
         step_fn,
         data,
-        epochs=3,
-        optimizer=opt,
-        scheduler=sched,
-        batch_size=32,
-        run_dir=run_dir,
-        stage="s",
-        seed=7,
-        progress=False,
+        train.Stage("s", run_dir, seed=7, progress=False),
+        train.Schedule(opt, epochs=3, batch_size=32, scheduler=sched),
     )
     return model, history
 
@@ -116,13 +110,9 @@ def test_method_state_is_saved_in_the_checkpoint_and_restored_on_resume(tmp_path
             model,
             counting_step,
             data,
-            epochs=3,
-            optimizer=opt,
-            batch_size=32,
-            run_dir=tmp_path,
-            stage="s",
+            train.Stage("s", tmp_path, progress=False),
+            train.Schedule(opt, epochs=3, batch_size=32),
             state={"counter": counter},
-            progress=False,
         )
     resumed = Counter()  # a fresh object, as in a new kernel
     data, model, opt, sched = _setup()
@@ -130,13 +120,9 @@ def test_method_state_is_saved_in_the_checkpoint_and_restored_on_resume(tmp_path
         model,
         train.classification_step,
         data,
-        epochs=3,
-        optimizer=opt,
-        batch_size=32,
-        run_dir=tmp_path,
-        stage="s",
+        train.Stage("s", tmp_path, progress=False),
+        train.Schedule(opt, epochs=3, batch_size=32),
         state={"counter": resumed},
-        progress=False,
     )
     assert resumed.steps == 6  # the count at the end of epoch 1, restored from the checkpoint
 

@@ -21,8 +21,9 @@ import socket
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -229,6 +230,84 @@ def load_checkpoint(
     return state
 
 
+# ---------------------------------------------------------------- a stage's identity
+# A stage function's arguments that say where or how it runs, not what it computes: its
+# checkpoint neither records nor checks them.
+RUN_ARGUMENTS = ("run_dir", "device", "progress")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage as its checkpoint knows it.
+
+    ``<run_dir>/<name>.ckpt`` is its checkpoint; ``params`` are what it computes from
+    (recorded in the checkpoint and compared on resume, so a stage never reuses the work of
+    other arguments); ``device``, ``seed`` and ``progress`` say how it runs. A stage function
+    builds its own from its arguments, as its first line (before any other local name exists)::
+
+        stage = Stage.of("finetune", locals())
+
+    and hands it to :func:`fit`, so every method records, reuses and resumes its stages the
+    same way. Stages whose result is not a trained epoch (AR-Net's bundle of TSNs, SDPoint's
+    agent search) use :meth:`finished` and :meth:`save` directly.
+    """
+
+    name: str
+    run_dir: str
+    device: str | torch.device = "cpu"
+    seed: int = 0
+    params: dict = field(default_factory=dict)
+    progress: bool = True
+
+    @classmethod
+    def of(cls, name: str, arguments: dict, *, not_params: Iterable[str] = ()) -> Stage:
+        """The stage of a stage function called with ``arguments`` (its ``locals()``);
+        ``not_params`` are further arguments that do not change what it computes."""
+        left_out = {*RUN_ARGUMENTS, *not_params}
+        return cls(
+            name,
+            str(arguments["run_dir"]),
+            arguments.get("device", "cpu"),
+            int(arguments.get("seed", 0)),
+            {k: v for k, v in arguments.items() if k not in left_out},
+            bool(arguments.get("progress", True)),
+        )
+
+    def named(self, name: str) -> Stage:
+        """A sub-stage in the same directory (AR-Net trains one TSN per sub-stage)."""
+        return replace(self, name=name)
+
+    def recording(self, **extra: Any) -> Stage:
+        """The same stage recording ``extra`` in its checkpoint too (what a later stage needs to
+        rebuild the network, e.g. SDPoint's ``num_classes``)."""
+        return replace(self, params={**self.params, **extra})
+
+    @property
+    def checkpoint(self) -> Path:
+        return checkpoint_path(self.run_dir, self.name)
+
+    def say(self, message: str) -> None:
+        """Print ``message`` when this stage shows progress (on rank 0 only)."""
+        if self.progress and is_main_process():
+            print(message)
+
+    def finished(self) -> dict | None:
+        """What this stage saved when it finished, or None if it has not run. A checkpoint of
+        other parameters or code is refused (:class:`CheckpointError`), never reused."""
+        if not self.checkpoint.exists():
+            return None
+        saved = read_checkpoint(self.checkpoint)
+        check_checkpoint_origin(self.checkpoint, saved, self.params)
+        self.say(f"stage {self.name}: finished earlier, reusing {self.checkpoint}")
+        return saved
+
+    def save(self, **contents: Any) -> None:
+        """Write this stage's checkpoint (rank 0 only, atomically) holding ``contents`` plus the
+        stage's parameters and the code version, which :meth:`finished` checks."""
+        if is_main_process():
+            atomic_torch_save({**contents, "code_version": CODE_VERSION, "params": self.params}, self.checkpoint)
+
+
 def write_metrics(run_dir: str | Path, stage: str, history: list[dict]) -> Path:
     """Rewrite ``metrics.csv``: other stages' rows kept, this stage's replaced by ``history``."""
     path = Path(run_dir) / "metrics.csv"
@@ -239,6 +318,23 @@ def write_metrics(run_dir: str | Path, stage: str, history: list[dict]) -> Path:
     frames.append(pd.DataFrame(history))
     table = pd.concat(frames, ignore_index=True)
     return atomic_write_text(path, table.to_csv(index=False))
+
+
+@dataclass
+class Schedule:
+    """How a stage optimises: ``optimizer`` steps on batches of ``batch_size`` for ``epochs``
+    epochs; its learning-rate ``scheduler`` (if any) steps after every epoch, or after every
+    optimisation step with ``per_step``; gradients are clipped to norm ``grad_clip`` (if set).
+    The optimizer's and scheduler's state is saved in the stage checkpoint and restored on
+    resume, so what a stage builds here it must build the same way every time it is called.
+    """
+
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    batch_size: int
+    scheduler: Any = None
+    per_step: bool = False
+    grad_clip: float | None = None
 
 
 # ---------------------------------------------------------------- the loop
@@ -255,27 +351,17 @@ def fit(
     model: nn.Module,
     step_fn: StepFn,
     train_data: Dataset,
+    stage: Stage,
+    schedule: Schedule,
     *,
-    epochs: int,
-    optimizer: torch.optim.Optimizer,
-    batch_size: int,
-    run_dir: str | Path,
-    stage: str = "train",
-    scheduler=None,
-    scheduler_per_step: bool = False,
     eval_fn: Callable[[nn.Module], dict] | None = None,
     train_mode: Callable[[nn.Module], None] = lambda m: m.train(),
-    grad_clip: float | None = None,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    params: dict | None = None,
-    progress: bool = True,
     num_workers: int = 0,
     drop_last: bool = False,
     collate_fn=None,
     state: dict[str, Any] | None = None,
 ) -> list[dict]:
-    """Train ``model`` for ``epochs`` with ``step_fn``; resume from ``<run_dir>/<stage>.ckpt``.
+    """Train ``model`` with ``step_fn`` as ``stage`` by ``schedule``; resume from its checkpoint.
 
     ``step_fn(model, batch)`` gets the batch already on the device and returns a dict with
     a differentiable ``"loss"`` plus any float metrics (averaged per epoch). Under DDP the
@@ -287,31 +373,40 @@ def fit(
     temperature, Slimmable's sampler history, ...): saved inside the same checkpoint and
     restored on resume, so a method keeps no side files; an object with ``end_epoch()`` has
     it called after every epoch (before the checkpoint).
-    A checkpoint written by other parameters or code is refused (:class:`CheckpointError`).
+    A checkpoint written by other parameters or code is refused (:class:`CheckpointError`);
+    a stage of 0 epochs checkpoints the model as it is, so the next stage can chain on it.
     Progress is plain text on stdout (a bar and one line per epoch), so it shows in
     JupyterLab, in papermill's ``--log-output`` and in a saved notebook alike.
     Returns the per-epoch history (also in ``metrics.csv``).
     """
-    device = torch.device(device) if isinstance(device, str) else device
+    optimizer, scheduler, epochs, batch_size = (
+        schedule.optimizer,
+        schedule.scheduler,
+        schedule.epochs,
+        schedule.batch_size,
+    )
+    device = resolve_device(stage.device) if isinstance(stage.device, str) else stage.device
     distributed = init_distributed(device)
     model.to(device)
-    ckpt = checkpoint_path(run_dir, stage)
+    ckpt = stage.checkpoint
     history: list[dict] = []
     start_epoch = 0
     state = state or {}
-    say = print if (progress and is_main_process()) else (lambda *a, **k: None)
     if ckpt.exists():
         saved = read_checkpoint(ckpt)
-        check_checkpoint_origin(ckpt, saved, params)
+        check_checkpoint_origin(ckpt, saved, stage.params)
         load_checkpoint(ckpt, model, optimizer, scheduler, state=saved)
         for name, obj in state.items():
             if name in (saved.get("state") or {}):
                 obj.load_state_dict(saved["state"][name])
         start_epoch, history = saved["epoch"], saved.get("history", [])
         if start_epoch >= epochs:
-            say(f"stage {stage}: finished earlier ({start_epoch} epochs), reusing {ckpt}")
+            stage.say(f"stage {stage.name}: finished earlier ({start_epoch} epochs), reusing {ckpt}")
             return history
-        say(f"stage {stage}: resuming from epoch {start_epoch} of {epochs} ({ckpt})")
+        stage.say(f"stage {stage.name}: resuming from epoch {start_epoch} of {epochs} ({ckpt})")
+    elif epochs == 0:
+        stage.save(model=model.state_dict(), optimizer=None, scheduler=None, state={}, epoch=0, history=[])
+        return history
     net = (
         nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=True, device_ids=[device] if device.type == "cuda" else None
@@ -319,7 +414,9 @@ def fit(
         if distributed
         else model
     )
-    sampler = DistributedSampler(train_data, shuffle=True, seed=seed, drop_last=drop_last) if distributed else None
+    sampler = (
+        DistributedSampler(train_data, shuffle=True, seed=stage.seed, drop_last=drop_last) if distributed else None
+    )
     steps_per_epoch = (
         (len(train_data) // world_size()) // batch_size
         if drop_last
@@ -327,25 +424,25 @@ def fit(
     )
     bar = tqdm(
         total=(epochs - start_epoch) * steps_per_epoch,
-        desc=stage,
+        desc=stage.name,
         unit="batch",
         file=sys.stdout,
         mininterval=10,
         ascii=True,
         dynamic_ncols=False,
         ncols=100,
-        disable=not (progress and is_main_process()),
+        disable=not (stage.progress and is_main_process()),
         leave=False,
     )
     for epoch in range(start_epoch, epochs):
-        seed_everything(epoch_seed(seed, epoch))
+        seed_everything(epoch_seed(stage.seed, epoch))
         if sampler is not None:
             sampler.set_epoch(epoch)
         loader = make_loader(
             train_data,
             batch_size,
             shuffle=True,
-            seed=epoch_seed(seed, epoch),
+            seed=epoch_seed(stage.seed, epoch),
             num_workers=num_workers,
             drop_last=drop_last,
             sampler=sampler,
@@ -359,23 +456,23 @@ def fit(
             out = step_fn(net, to_device(batch, device))
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if schedule.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip)
             optimizer.step()
-            if scheduler is not None and scheduler_per_step:
+            if scheduler is not None and schedule.per_step:
                 scheduler.step()
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
             steps += 1
             bar.update(1)
             bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(out['loss'].detach()):.3f}", refresh=False)
-        if scheduler is not None and not scheduler_per_step:
+        if scheduler is not None and not schedule.per_step:
             scheduler.step()
         for obj in state.values():  # method state that moves once per epoch (a schedule)
             if hasattr(obj, "end_epoch"):
                 obj.end_epoch()
         row = {
-            "stage": stage,
+            "stage": stage.name,
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
             **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
@@ -385,33 +482,24 @@ def fit(
             model.eval()
             row.update({f"val_{k}": v for k, v in eval_fn(model).items()})
         history.append(_plain(row))
-        if progress and is_main_process():
+        if stage.progress and is_main_process():
             shown = ", ".join(
                 f"{k} {v:.4g}"
                 for k, v in row.items()
                 if k.startswith(("train_loss", "val_")) and isinstance(v, (int, float))
             )
-            bar.write(f"{stage} epoch {epoch + 1}/{epochs}: {shown} ({row['time_s']:.1f} s)", file=sys.stdout)
+            bar.write(f"{stage.name} epoch {epoch + 1}/{epochs}: {shown} ({row['time_s']:.1f} s)", file=sys.stdout)
+        stage.save(
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if scheduler is not None else None,
+            state={name: obj.state_dict() for name, obj in state.items()},
+            epoch=epoch + 1,
+            history=history,
+            rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        )
         if is_main_process():
-            atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "state": {name: obj.state_dict() for name, obj in state.items()},
-                    "code_version": CODE_VERSION,
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "params": params or {},
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "numpy": np.random.get_state(),
-                        "python": random.getstate(),
-                    },
-                },
-                ckpt,
-            )
-            write_metrics(run_dir, stage, history)
+            write_metrics(stage.run_dir, stage.name, history)
         if distributed:
             dist.barrier()
     bar.close()
@@ -421,46 +509,28 @@ def fit(
 def train_classifier(
     model: nn.Module,
     train_data: Dataset,
+    stage: Stage,
     *,
     epochs: int,
     lr: float,
     weight_decay: float,
     batch_size: int,
-    run_dir: str | Path,
-    stage: str,
-    device: str | torch.device,
-    seed: int,
-    params: dict,
-    progress: bool = True,
     nesterov: bool = True,
     milestones: list[int] | None = None,
     step_fn: Callable | None = None,
 ) -> list[dict]:
-    """The plain way to train a classifier, as the resumable stage ``stage`` of ``run_dir``:
-    SGD (momentum 0.9, ``nesterov`` optional) with cosine decay over ``epochs``, or with the
-    learning rate ÷10 at each of ``milestones``; ``step_fn`` defaults to
-    :func:`classification_step`. Static baselines and the pretraining stages of the methods
-    use it, so "trained the plain way" means the same thing in every notebook."""
+    """The plain way to train a classifier, as the resumable ``stage``: SGD (momentum 0.9,
+    ``nesterov`` optional) with cosine decay over ``epochs``, or with the learning rate ÷10
+    at each of ``milestones``; ``step_fn`` defaults to :func:`classification_step`. Static
+    baselines and the pretraining stages of the methods use it, so "trained the plain way"
+    means the same thing in every notebook."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=nesterov)
     if milestones:
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma=0.1)
     else:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
-    return fit(
-        model,
-        step_fn or classification_step,
-        train_data,
-        epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage=stage,
-        device=device,
-        seed=seed,
-        params=params,
-        progress=progress,
-    )
+    schedule = Schedule(optimizer, epochs, batch_size, scheduler)
+    return fit(model, step_fn or classification_step, train_data, stage, schedule)
 
 
 def stage_main(stages: dict[str, Callable], argv: list[str] | None = None, prog: str = "") -> Any:

@@ -45,20 +45,30 @@ from dynn.adaskip.parameters import (
     OFFICIAL_WEIGHT_DECAY,
 )
 
-# Stage arguments that say where or how a stage runs, not what it computes.
-_NOT_STAGE_PARAMS = ("run_dir", "device", "progress")
+from dynn.train import Schedule, Stage, fit, load_checkpoint, read_checkpoint, seed_everything, unwrap
 
-
-def _stage_params(arguments: dict) -> dict:
-    """A stage's own keyword arguments, as recorded in its checkpoint."""
-    return {k: v for k, v in arguments.items() if k not in _NOT_STAGE_PARAMS}
+# The arguments of stages 2 and 3 that say how AR-Net is built (``build_model``'s keywords).
+ARCH_ARGUMENTS = (
+    "reso_list",
+    "backbone_list",
+    "multi_models",
+    "base_width",
+    "policy_backbone",
+    "policy_width",
+    "policy_input_offset",
+    "hidden_dim",
+    "skip_list",
+    "policy_also_backbone",
+    "online_policy",
+    "dropout",
+    "cx_quirk",
+)
 
 
 # ---------------------------------------------------------------- data
 def video_set(
     dataset: str,
     split: str,
-    *,
     reso_list,
     num_segments: int,
     data_root: str = "",
@@ -191,8 +201,6 @@ def sgd(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimiz
 
 def policy_eval_mode(model: nn.Module) -> None:
     """``train_mode`` for finetuning: backbones train, the frozen policy stays in eval mode."""
-    from dynn.train import unwrap
-
     net = unwrap(model)
     net.train()
     for m in net.policy_modules():
@@ -211,11 +219,9 @@ def steps_per_epoch(num_videos: int, batch_size: int) -> int:
     return max(1, math.ceil(num_videos / world / batch_size))
 
 
-def _reload(model: nn.Module, run_dir: str, stage: str) -> nn.Module:
+def _reload(model: nn.Module, stage: Stage) -> nn.Module:
     """The model as its stage checkpoint holds it, in eval mode."""
-    from dynn.train import checkpoint_path, load_checkpoint
-
-    load_checkpoint(checkpoint_path(run_dir, stage), model)
+    load_checkpoint(stage.checkpoint, model)
     return model.eval()
 
 
@@ -254,17 +260,8 @@ def pretrain(
     ``pretrain_policy_<size>px``, as the official code trains them in separate runs); when
     all have finished they are bundled into ``pretrain.ckpt``. Returns them in eval mode.
     """
-    params = _stage_params(locals())  # first: before any other local name exists
-
-    train_data = video_set(
-        dataset,
-        "train",
-        reso_list=reso_list,
-        num_segments=num_segments,
-        data_root=data_root,
-        clip_frames=clip_frames,
-        limit=train_limit,
-    )
+    stage = Stage.of("pretrain", locals())  # first: before any other local name exists
+    train_data = video_set(dataset, "train", reso_list, num_segments, data_root, clip_frames, train_limit)
     backbones = list(backbone_list) if multi_models else []
     bank = PretrainedTSNs(
         train_data.num_classes,
@@ -282,18 +279,13 @@ def pretrain(
         bank,
         jobs,
         train_data,
-        bundle_stage="pretrain",
-        run_dir=run_dir,
-        device=device,
-        params=params,
+        stage,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
         weight_decay=weight_decay,
         grad_clip=grad_clip,
         num_workers=num_workers,
-        seed=seed,
-        progress=progress,
     )
     return bank.to(device).eval()
 
@@ -302,76 +294,31 @@ def train_tsns(
     bank: nn.Module,
     jobs,
     train_data,
+    stage: Stage,
     *,
-    bundle_stage: str,
-    run_dir: str,
-    device: str,
-    params: dict,
     epochs: int,
     lr: float,
     batch_size: int,
     weight_decay: float,
     grad_clip: float,
     num_workers: int,
-    seed: int,
-    progress: bool,
 ) -> None:
     """Train each ``(tsn, resolution_index, sub_stage)`` of ``jobs`` alone, then bundle ``bank``.
 
     SGD with momentum 0.9, the ``fc_lr5`` groups, gradient clipping, cosine decay. Each TSN
     is its own resumable sub-stage (as the official code trains them in separate runs); when
-    all have finished the bank is saved as ``<bundle_stage>.ckpt`` and a later call reloads it.
+    all have finished the bank is saved as ``stage``'s checkpoint and a later call reloads it.
     """
-    from dynn import CODE_VERSION
-    from dynn.runs import atomic_torch_save
-    from dynn.train import (
-        check_checkpoint_origin,
-        checkpoint_path,
-        fit,
-        is_main_process,
-        load_checkpoint,
-        read_checkpoint,
-    )
-
-    bundle = checkpoint_path(run_dir, bundle_stage)
-    if bundle.exists():
-        saved = read_checkpoint(bundle)
-        check_checkpoint_origin(bundle, saved, params)
-        load_checkpoint(bundle, bank, state=saved)
-        if progress:
-            print(f"stage {bundle_stage}: finished earlier, reusing {bundle}")
+    saved = stage.finished()
+    if saved is not None:
+        load_checkpoint(stage.checkpoint, bank, state=saved)
         return
-    for tsn, k, stage in jobs:
+    for tsn, k, name in jobs:
         optimizer = sgd(tsn, lr, weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-        fit(
-            tsn,
-            tsn_step(k),
-            train_data,
-            epochs=epochs,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            batch_size=batch_size,
-            run_dir=run_dir,
-            stage=stage,
-            grad_clip=grad_clip or None,
-            device=device,
-            seed=seed,
-            params=params,
-            num_workers=num_workers,
-            progress=progress,
-        )
-    if is_main_process():
-        atomic_torch_save(
-            {
-                "model": bank.state_dict(),
-                "code_version": CODE_VERSION,
-                "epoch": epochs,
-                "params": params,
-                "history": [],
-            },
-            bundle,
-        )
+        schedule = Schedule(optimizer, epochs, batch_size, scheduler, grad_clip=grad_clip or None)
+        fit(tsn, tsn_step(k), train_data, stage.named(name), schedule, num_workers=num_workers)
+    stage.save(model=bank.state_dict(), epoch=epochs, history=[])
 
 
 def load_imagenet_weights(tsns, paths) -> None:
@@ -431,18 +378,8 @@ def uniform_baselines(
     comparison is between equally trained networks. Returns the TSNs (eval mode), each with
     ``resolution_index`` set.
     """
-    params = _stage_params(locals())  # first: before any other local name exists
-    from dynn.train import seed_everything
-
-    train_data = video_set(
-        dataset,
-        "train",
-        reso_list=reso_list,
-        num_segments=num_segments,
-        data_root=data_root,
-        clip_frames=clip_frames,
-        limit=train_limit,
-    )
+    stage = Stage.of("uniform_baselines", locals())  # first: before any other local name exists
+    train_data = video_set(dataset, "train", reso_list, num_segments, data_root, clip_frames, train_limit)
     tsns = nn.ModuleList()
     for i, _ in enumerate(resolutions):
         seed_everything(stream_seed(seed, "uniform_init", i))
@@ -453,18 +390,13 @@ def uniform_baselines(
         tsns,
         jobs,
         train_data,
-        bundle_stage="uniform_baselines",
-        run_dir=run_dir,
-        device=device,
-        params=params,
+        stage,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
         weight_decay=weight_decay,
         grad_clip=grad_clip,
         num_workers=num_workers,
-        seed=seed,
-        progress=progress,
     )
     for tsn, k in zip(tsns, resolutions):
         tsn.resolution_index = int(k)
@@ -483,8 +415,6 @@ def load_pretrained(
     dropout: float = OFFICIAL_DROPOUT,
 ) -> PretrainedTSNs:
     """The stage-1 TSNs from ``pretrain.ckpt`` (eval mode)."""
-    from dynn.train import load_checkpoint
-
     bank = PretrainedTSNs(
         num_classes,
         backbone_list=list(backbone_list) if multi_models else [],
@@ -543,35 +473,9 @@ def joint(
     the backbones' measured MACs, in GMACs (``largest_cost = 0``, official) or rescaled so
     that the largest backbone costs ``largest_cost``. Returns AR-Net in eval mode.
     """
-    params = _stage_params(locals())  # first: before any other local name exists
-
-    from dynn.train import fit
-
-    arch = dict(
-        reso_list=reso_list,
-        backbone_list=backbone_list,
-        multi_models=multi_models,
-        base_width=base_width,
-        policy_backbone=policy_backbone,
-        policy_width=policy_width,
-        policy_input_offset=policy_input_offset,
-        hidden_dim=hidden_dim,
-        skip_list=skip_list,
-        policy_also_backbone=policy_also_backbone,
-        online_policy=online_policy,
-        dropout=dropout,
-        cx_quirk=cx_quirk,
-    )
-    train_data = video_set(
-        dataset,
-        "train",
-        reso_list=reso_list,
-        num_segments=num_segments,
-        data_root=data_root,
-        clip_frames=clip_frames,
-        limit=train_limit,
-    )
-    model = build_model(train_data.num_classes, seed=seed, **arch)
+    stage = Stage.of("joint", locals())  # first: before any other local name exists
+    train_data = video_set(dataset, "train", reso_list, num_segments, data_root, clip_frames, train_limit)
+    model = build_model(train_data.num_classes, seed=seed, **{k: stage.params[k] for k in ARCH_ARGUMENTS})
     bank = load_pretrained(
         pretrained,
         train_data.num_classes,
@@ -594,24 +498,9 @@ def joint(
         policy_loss_weight=policy_loss_weight,
         lite_index=model.lite_action,
     )
-    fit(
-        model,
-        step,
-        train_data,
-        epochs=epochs,
-        optimizer=sgd(model, lr, weight_decay),
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage="joint",
-        grad_clip=grad_clip or None,
-        device=device,
-        seed=seed,
-        params=params,
-        num_workers=num_workers,
-        progress=progress,
-        state={"temperature": temperature},
-    )
-    return _reload(model, run_dir, "joint")
+    schedule = Schedule(sgd(model, lr, weight_decay), epochs, batch_size, grad_clip=grad_clip or None)
+    fit(model, step, train_data, stage, schedule, num_workers=num_workers, state={"temperature": temperature})
+    return _reload(model, stage)
 
 
 def finetune(
@@ -658,35 +547,9 @@ def finetune(
     ``joint_checkpoint`` is stage 2's ``joint.ckpt`` (its weights and its final temperature).
     With ``epochs = 0`` it returns the joint model unchanged. Returns AR-Net in eval mode.
     """
-    params = _stage_params(locals())  # first: before any other local name exists
-
-    from dynn.train import fit, load_checkpoint, read_checkpoint
-
-    arch = dict(
-        reso_list=reso_list,
-        backbone_list=backbone_list,
-        multi_models=multi_models,
-        base_width=base_width,
-        policy_backbone=policy_backbone,
-        policy_width=policy_width,
-        policy_input_offset=policy_input_offset,
-        hidden_dim=hidden_dim,
-        skip_list=skip_list,
-        policy_also_backbone=policy_also_backbone,
-        online_policy=online_policy,
-        dropout=dropout,
-        cx_quirk=cx_quirk,
-    )
-    train_data = video_set(
-        dataset,
-        "train",
-        reso_list=reso_list,
-        num_segments=num_segments,
-        data_root=data_root,
-        clip_frames=clip_frames,
-        limit=train_limit,
-    )
-    model = build_model(train_data.num_classes, seed=seed, **arch)
+    stage = Stage.of("finetune", locals())  # first: before any other local name exists
+    train_data = video_set(dataset, "train", reso_list, num_segments, data_root, clip_frames, train_limit)
+    model = build_model(train_data.num_classes, seed=seed, **{k: stage.params[k] for k in ARCH_ARGUMENTS})
     saved = read_checkpoint(joint_checkpoint)
     load_checkpoint(joint_checkpoint, model, state=saved)
     freeze_policy(model)
@@ -706,25 +569,18 @@ def finetune(
         policy_loss_weight=policy_loss_weight,
         lite_index=model.lite_action,
     )
+    schedule = Schedule(sgd(model, lr, weight_decay), epochs, batch_size, grad_clip=grad_clip or None)
     fit(
         model,
         step,
         train_data,
-        epochs=epochs,
-        optimizer=sgd(model, lr, weight_decay),
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage="finetune",
-        grad_clip=grad_clip or None,
+        stage,
+        schedule,
         train_mode=policy_eval_mode,
-        device=device,
-        seed=seed,
-        params=params,
         num_workers=num_workers,
-        progress=progress,
         state={"temperature": temperature},
     )
-    return _reload(model, run_dir, "finetune")
+    return _reload(model, stage)
 
 
 STAGES = {"pretrain": pretrain, "uniform_baselines": uniform_baselines, "joint": joint, "finetune": finetune}

@@ -29,21 +29,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dynn import CODE_VERSION
 from dynn.blockdrop.evaluate import validation_fn
 from dynn.blockdrop.model import BlockDrop, BlockDropResNet, PolicyNetwork, Rollout, make_main_network
 from dynn.data import get_dataset
-from dynn.runs import atomic_torch_save
-from dynn.train import (
-    checkpoint_path,
-    fit,
-    is_main_process,
-    load_checkpoint,
-    seed_everything,
-    stage_main,
-    train_classifier,
-    unwrap,
-)
+from dynn.train import Schedule, Stage, fit, load_checkpoint, seed_everything, stage_main, train_classifier, unwrap
 
 
 # ---------------------------------------------------------------- reward and step
@@ -145,59 +134,6 @@ def _split(split: str, *, dataset: str, data_root: str, resolution: int, limit: 
     return get_dataset(dataset, split, limit=limit, data_root=data_root, resolution=resolution, channels=3)
 
 
-def _stage_params(arguments: dict) -> dict:
-    """What a stage's checkpoint records and checks: its arguments, not where or on what it runs."""
-    return {k: v for k, v in arguments.items() if k not in ("run_dir", "device", "progress")}
-
-
-def _train(
-    model: nn.Module,
-    step_fn: Callable,
-    train_data,
-    *,
-    epochs: int,
-    run_dir: str,
-    stage: str,
-    params: dict,
-    progress: bool,
-    **fit_kwargs,
-) -> None:
-    """:func:`dynn.train.fit`, then :func:`_checkpoint_untrained` (for 0 epochs), so that a
-    second call reuses the stage like any finished one."""
-    fit(
-        model,
-        step_fn,
-        train_data,
-        epochs=epochs,
-        run_dir=run_dir,
-        stage=stage,
-        params=params,
-        progress=progress,
-        **fit_kwargs,
-    )
-    _checkpoint_untrained(model, epochs=epochs, run_dir=run_dir, stage=stage, params=params)
-
-
-def _checkpoint_untrained(model: nn.Module, *, epochs: int, run_dir: str, stage: str, params: dict) -> None:
-    """For 0 epochs (weights loaded, or a stage skipped) a checkpoint of the weights as they are,
-    so that the next stage always has ``<run_dir>/<stage>.ckpt`` to chain on."""
-    ckpt = checkpoint_path(run_dir, stage)
-    if epochs == 0 and not ckpt.exists() and is_main_process():
-        atomic_torch_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": None,
-                "scheduler": None,
-                "state": {},
-                "code_version": CODE_VERSION,
-                "epoch": 0,
-                "history": [],
-                "params": params,
-            },
-            ckpt,
-        )
-
-
 def load_state_dict_file(path: str | Path) -> dict:
     """A main network's weights: a plain state dict, or a checkpoint holding one under ``"model"``."""
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -230,30 +166,17 @@ def pretrain(
 
     Either way ``<run_dir>/pretrain.ckpt`` holds the result, so later stages chain on it.
     """
-    params = _stage_params(locals())
-    say = print if progress and is_main_process() else (lambda *a, **k: None)  # noqa: E731
+    stage = Stage.of("pretrain", locals())
     train_data = _split("train", dataset=dataset, data_root=data_root, resolution=resolution, limit=train_limit)
     seed_everything(seed)
     main = make_main_network(depth, train_data.num_classes)
     if pretrained:
         main.backbone.load_state_dict(load_state_dict_file(pretrained))
-        say(f"stage pretrain: main network loaded from {pretrained}, not trained here")
-    trained_epochs = 0 if pretrained else epochs
+        stage.say(f"stage pretrain: main network loaded from {pretrained}, not trained here")
+    trained_epochs = 0 if pretrained else epochs  # 0: the checkpoint holds the loaded weights
     train_classifier(
-        main.backbone,
-        train_data,
-        epochs=trained_epochs,
-        lr=lr,
-        weight_decay=5e-4,
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage="pretrain",
-        device=device,
-        seed=seed,
-        params=params,
-        progress=progress,
+        main.backbone, train_data, stage, epochs=trained_epochs, lr=lr, weight_decay=5e-4, batch_size=batch_size
     )
-    _checkpoint_untrained(main.backbone, epochs=trained_epochs, run_dir=run_dir, stage="pretrain", params=params)
     return main.to(device).eval()
 
 
@@ -329,7 +252,7 @@ def curriculum(
     e.g. torchvision's ResNet-18 ImageNet weights) starts the policy network from it
     (:func:`load_policy_weights`). Returns the whole BlockDrop model.
     """
-    params = _stage_params(locals())
+    stage = Stage.of("curriculum", locals())
     train_data = _split("train", dataset=dataset, data_root=data_root, resolution=resolution, limit=train_limit)
     val_data = _split("val", dataset=dataset, data_root=data_root, resolution=resolution, limit=val_limit)
     model = _blockdrop_from_main(
@@ -344,24 +267,17 @@ def curriculum(
     freeze(model.main)
     optimizer = torch.optim.Adam(model.policy.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_step, 0.1) if lr_step else None
-    schedule = Curriculum(blocks_per_epoch)
-    _train(
+    block_curriculum = Curriculum(blocks_per_epoch)
+    step = policy_step_fn(gamma=gamma, alpha=alpha, beta=beta, joint=False)
+    fit(
         model,
-        policy_step_fn(gamma=gamma, alpha=alpha, beta=beta, joint=False),
+        step,
         train_data,
-        epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage="curriculum",
-        train_mode=schedule,
+        stage,
+        Schedule(optimizer, epochs, batch_size, scheduler),
+        train_mode=block_curriculum,
         eval_fn=validation_fn(val_data, device=device),
-        device=device,
-        seed=seed,
-        params=params,
-        progress=progress,
-        state={"curriculum": schedule},
+        state={"curriculum": block_curriculum},
     )
     freeze(model.main, False)
     return model.to(device).eval()
@@ -399,7 +315,7 @@ def finetune(
     BatchNorm must see the whole batch, so rollouts use the masked path. Under torchrun or
     ``run.stage(..., nprocs=N)`` this runs DistributedDataParallel inside ``fit``.
     """
-    params = _stage_params(locals())
+    stage = Stage.of("finetune", locals())
     train_data = _split("train", dataset=dataset, data_root=data_root, resolution=resolution, limit=train_limit)
     val_data = _split("val", dataset=dataset, data_root=data_root, resolution=resolution, limit=val_limit)
     main = make_main_network(depth, train_data.num_classes)
@@ -409,22 +325,16 @@ def finetune(
         [{"params": model.main.parameters(), "lr": lr}, {"params": model.policy.parameters(), "lr": lr_policy}]
     )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_step, 0.1) if lr_step else None
-    _train(
+    step = policy_step_fn(gamma=gamma, alpha=alpha, beta=0.0, joint=True)
+    schedule = Schedule(optimizer, epochs, batch_size, scheduler)
+    fit(
         model,
-        policy_step_fn(gamma=gamma, alpha=alpha, beta=0.0, joint=True),
+        step,
         train_data,
-        epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage="finetune",
+        stage,
+        schedule,
         train_mode=joint_train_mode,
         eval_fn=validation_fn(val_data, device=device),
-        device=device,
-        seed=seed,
-        params=params,
-        progress=progress,
     )
     return model.to(device).eval()
 

@@ -201,17 +201,9 @@ def load_stem_weights(model: DynamicRoutingNet, path: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ the stages
-def _stage_params(arguments: dict) -> dict:
-    """What a stage's checkpoint records and checks: its arguments, less where and how it runs
-    (and the warm-up's path, whose content is checked by :func:`_continue_from`)."""
-    return {k: v for k, v in arguments.items() if k not in ("run_dir", "device", "progress", "warm_checkpoint")}
-
-
 def _train_stage(
+    stage: dynn.train.Stage,
     *,
-    stage: str,
-    run_dir: str,
-    device: str,
     gated: bool,
     epochs: int,
     train_epochs: int,
@@ -237,20 +229,17 @@ def _train_stage(
     warmup_iters: int,
     grad_clip: float,
     stem_weights: str,
-    seed: int,
-    progress: bool,
-    params: dict,
     static_route: list | None = None,
 ) -> DynamicRoutingNet:
     """Epochs ``[.., train_epochs)`` of an ``epochs``-long schedule, as resumable stage ``stage``."""
     from dynn.dynamic_routing.evaluate import evaluate
 
-    torch_device = dynn.train.resolve_device(device)
+    torch_device = dynn.train.resolve_device(stage.device)
     distributed = dynn.train.init_distributed(torch_device)
     split = dict(data_root=data_root, crop_size=crop_size, val_fraction=val_fraction)
     train_data = load_split(dataset, "train", limit=train_limit, **split)
     val_data = load_split(dataset, "val", limit=val_limit, **split)
-    dynn.train.seed_everything(seed)  # the initial weights depend on the seed only
+    dynn.train.seed_everything(stage.seed)  # the initial weights depend on the seed only
     model = build_model(
         train_data.num_classes,
         layers=layers,
@@ -270,10 +259,9 @@ def _train_stage(
     opt = make_optimizer(model, lr, weight_decay, optimizer=optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, poly_lr_lambda(total_steps, warmup_iters))
     step = RoutingStep(total_steps, budget_mu, budget_lambda, unupdate_rate)
-    checkpoint = dynn.train.checkpoint_path(run_dir, stage)
-    if warm_checkpoint and not checkpoint.exists():
+    if warm_checkpoint and not stage.checkpoint.exists():
         if dynn.train.is_main_process():
-            _continue_from(warm_checkpoint, checkpoint, stage, params)
+            _continue_from(warm_checkpoint, stage)
         if distributed:
             torch.distributed.barrier()
 
@@ -281,31 +269,14 @@ def _train_stage(
         ev = evaluate(net, val_data, batch_size=batch_size, device=torch_device)
         return {"miou": ev["miou"], "real_ratio": float((ev["real_cost"] / ev["network_fix_cost"]).mean())}
 
-    history = dynn.train.fit(
-        model,
-        step,
-        train_data,
-        epochs=train_epochs,
-        optimizer=opt,
-        scheduler=scheduler,
-        scheduler_per_step=True,
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage=stage,
-        eval_fn=validate,
-        grad_clip=grad_clip or None,
-        device=torch_device,
-        seed=seed,
-        params=params,
-        progress=progress,
-        state={"routing": step},
-    )
+    schedule = dynn.train.Schedule(opt, train_epochs, batch_size, scheduler, per_step=True, grad_clip=grad_clip or None)
+    history = dynn.train.fit(model, step, train_data, stage, schedule, eval_fn=validate, state={"routing": step})
     model.training_history = history  # per-epoch rows (also in <run_dir>/metrics.csv)
     # The weights this process ends with (under DDP: this rank's), equal to the checkpoint's.
     return model.eval()
 
 
-def _continue_from(warm_checkpoint: str, checkpoint: Path, stage: str, params: dict) -> None:
+def _continue_from(warm_checkpoint: str, stage: dynn.train.Stage) -> None:
     """Start ``stage`` from the shared warm-up: its checkpoint becomes this stage's first epochs.
 
     Weights, optimizer, learning-rate schedule and step count carry over, which is exactly
@@ -318,7 +289,7 @@ def _continue_from(warm_checkpoint: str, checkpoint: Path, stage: str, params: d
             f"with the same arguments first"
         )
     state = dynn.train.read_checkpoint(warm_checkpoint)
-    warm_params = state.get("params") or {}
+    warm_params, params = state.get("params") or {}, stage.params
     differ = [
         f"{k}: {warm_params[k]!r} there, {params[k]!r} here"
         for k in sorted(set(warm_params) & set(params))
@@ -329,12 +300,20 @@ def _continue_from(warm_checkpoint: str, checkpoint: Path, stage: str, params: d
             f"warm-up checkpoint {warm_checkpoint!r} was trained with other arguments (" + "; ".join(differ) + ")"
         )
     state["history"] = [
-        {**row, "stage": stage, "shared_from": str(warm_checkpoint)} for row in state.get("history", [])
+        {**row, "stage": stage.name, "shared_from": str(warm_checkpoint)} for row in state.get("history", [])
     ]
     state["params"] = params
     from dynn.runs import atomic_torch_save
 
-    atomic_torch_save(state, checkpoint)
+    atomic_torch_save(state, stage.checkpoint)
+
+
+def _network_and_schedule(stage: dynn.train.Stage, **overrides) -> dict:
+    """What a stage hands on to :func:`_train_stage` as it received it (data, network,
+    optimizer, schedule): its recorded arguments less the seed (the stage carries it) and the
+    budget (each stage sets its own), with ``overrides``."""
+    passed_on = {k: v for k, v in stage.params.items() if k not in ("seed", "budget_mu", "budget_lambda")}
+    return {**passed_on, **overrides}
 
 
 def warm_up(
@@ -369,17 +348,15 @@ def warm_up(
     Shared by every budget μ and by Dynamic-Raw: :func:`train_dynamic` continues from its
     checkpoint. With fewer than one whole budget-free epoch it trains nothing.
     """
-    arguments = dict(locals())
-    params = _stage_params(arguments)
+    stage = dynn.train.Stage.of("warm_up", locals())
     return _train_stage(
-        stage="warm_up",
+        stage,
         gated=True,
         train_epochs=budget_free_epochs(epochs, unupdate_rate),
         budget_mu=None,
         budget_lambda=0.0,
         warm_checkpoint="",
-        params=params,
-        **arguments,
+        **_network_and_schedule(stage),
     )
 
 
@@ -419,11 +396,19 @@ def train_dynamic(
     with no budget-free epoch starts from scratch). ``budget_mu=None`` is Dynamic-Raw.
     The budget switches on at ``unupdate_rate`` of training with a 0.02 warm-up.
     """
-    arguments = dict(locals())
-    params = _stage_params(arguments)
+    # the warm-up's path is left out of what is recorded: its content is checked by _continue_from
+    stage = dynn.train.Stage.of("train_dynamic", locals(), not_params=["warm_checkpoint"])
     if budget_free_epochs(epochs, unupdate_rate) == 0:
-        arguments["warm_checkpoint"] = ""  # nothing was trained before the budget (warm_up trained no epoch)
-    return _train_stage(stage="train_dynamic", gated=True, train_epochs=epochs, params=params, **arguments)
+        warm_checkpoint = ""  # nothing was trained before the budget (warm_up trained no epoch)
+    return _train_stage(
+        stage,
+        gated=True,
+        train_epochs=epochs,
+        budget_mu=budget_mu,
+        budget_lambda=budget_lambda,
+        warm_checkpoint=warm_checkpoint,
+        **_network_and_schedule(stage),
+    )
 
 
 def train_fixed(
@@ -459,20 +444,15 @@ def train_fixed(
     scratch as a static network — and a smaller ``init_channels``
     (:func:`dynn.dynamic_routing.evaluate.width_at_cost`) is a narrower Network-Fix.
     """
-    arguments = dict(locals())
-    params = _stage_params(arguments)
+    stage = dynn.train.Stage.of("train_fixed", locals())
     return _train_stage(
-        stage="train_fixed",
+        stage,
         gated=False,
         train_epochs=epochs,
         budget_mu=None,
         budget_lambda=0.0,
-        unupdate_rate=1.0,  # no budget ever
         warm_checkpoint="",
-        gate_bias=0.0,  # no gates
-        small_gate=False,
-        params=params,
-        **arguments,
+        **_network_and_schedule(stage, unupdate_rate=1.0, gate_bias=0.0, small_gate=False),  # no budget, no gates
     )
 
 

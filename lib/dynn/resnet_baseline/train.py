@@ -39,37 +39,14 @@ def train_static(
 
     Returns the trained model in eval mode on ``device``; a finished stage is loaded.
     """
-    arguments = dict(
-        model=model,
-        base_width=base_width,
-        dataset=dataset,
-        data_root=data_root,
-        resolution=resolution,
-        train_limit=train_limit,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-    )
+    stage = train.Stage.of("train_static", locals(), not_params=["download"])
     train.seed_everything(seed)
     train_data = data.get_dataset(
         dataset, "train", data_root=data_root, download=download, resolution=resolution, channels=3, limit=train_limit
     )
     net = models.create(model, num_classes=train_data.num_classes, base_width=base_width)
     train.train_classifier(
-        net,
-        train_data,
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage="train_static",
-        device=device,
-        seed=seed,
-        params=arguments,
-        progress=progress,
+        net, train_data, stage, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size
     )
     return net.to(device).eval()
 

@@ -223,18 +223,17 @@ def instance_table(
     """
     if plain_instances not in ("all", "full"):
         raise ValueError(f"plain_instances must be 'all' or 'full', got {plain_instances!r}")
-    params = {
-        k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items() if k not in ("run_dir", "device")
-    }
+    arguments = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items()}
     from dynn.runs import atomic_write_text
-    from dynn.sdpoint.train import finished_result, load_data, load_model, save_result
-    from dynn.train import weights_digest
+    from dynn.sdpoint.train import load_data, load_model
+    from dynn.train import Stage, weights_digest
 
     network = load_model(checkpoint)
-    params["weights_digest"] = weights_digest(network)  # the evaluated network, not just its path
-    saved = finished_result(run_dir, "instance_table", params)
+    # the evaluated network, not just its path
+    stage = Stage.of("instance_table", arguments).recording(weights_digest=weights_digest(network))
+    saved = stage.finished()
     if saved is not None:
-        return pd.DataFrame(saved["table"])
+        return pd.DataFrame(saved["state"]["table"])
     device = torch.device(device)
     model = with_points(network, ratios=ratios, legacy_official=legacy_official).to(device)
     data = dict(dataset=dataset, data_root=data_root, resolution=resolution)
@@ -264,7 +263,7 @@ def instance_table(
             )
         ]
     table = pd.DataFrame(rows)
-    save_result(run_dir, "instance_table", params, {"table": table.to_dict("list")})
+    stage.save(state={"table": table.to_dict("list")})
     atomic_write_text(Path(run_dir) / "instances.csv", table.drop(columns="test_correct").to_csv(index=False))
     return table
 

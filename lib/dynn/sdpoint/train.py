@@ -21,19 +21,15 @@ from pathlib import Path
 
 import torch
 
-from dynn import CODE_VERSION
 from dynn.data import get_dataset
 from dynn.evaluate import calibration_batches
-from dynn.runs import atomic_torch_save
 from dynn.sdpoint.agent import DownsamplingEnv, SearchResult, search
 from dynn.sdpoint.evaluate import in_memory
 from dynn.sdpoint.model import SDPointNet, create
 from dynn.sdpoint.parameters import official_milestones
 from dynn.train import (
-    check_checkpoint_origin,
-    checkpoint_path,
+    Stage,
     classification_step,
-    is_main_process,
     read_checkpoint,
     resolve_device,
     seed_everything,
@@ -59,10 +55,8 @@ def sdpoint_step(model: torch.nn.Module, batch) -> dict:
 
 
 def _fit_network(
-    stage: str,
+    stage: Stage,
     *,
-    run_dir: str,
-    device: str,
     sampling: str,
     arch: str,
     depth: int,
@@ -77,12 +71,8 @@ def _fit_network(
     batch_size: int,
     lr: float,
     weight_decay: float,
-    seed: int,
-    progress: bool,
-    params: dict,
 ) -> SDPointNet:
-    device = resolve_device(device)
-    seed_everything(seed)
+    seed_everything(stage.seed)
     data = load_data(dataset=dataset, split="train", data_root=data_root, resolution=resolution, limit=train_limit)
     backbone_kwargs = {"base_width": base_width} if arch == "cifar_resnet" else {}
     model = create(
@@ -99,16 +89,11 @@ def _fit_network(
     train_classifier(
         model,
         data,
+        stage.recording(sampling=sampling, num_classes=data.num_classes),
         epochs=epochs,
         lr=lr,
         weight_decay=weight_decay,
         batch_size=batch_size,
-        run_dir=run_dir,
-        stage=stage,
-        device=device,
-        seed=seed,
-        params=dict(params, sampling=sampling, num_classes=data.num_classes),
-        progress=progress,
         nesterov=False,
         milestones=official_milestones(epochs),
         step_fn=sdpoint_step,
@@ -140,16 +125,9 @@ def train(
     """Train the SDPoint network: one sampled instance per forward pass (``multi_point``:
     half of the passes a multi-point configuration, for the agent). Returns it in eval mode
     (which runs the full network; instances run inside ``model.fixed(config)``)."""
-    kwargs = {k: v for k, v in locals().items() if k not in ("run_dir", "device", "progress")}
-    return _fit_network(
-        "train",
-        run_dir=run_dir,
-        device=device,
-        sampling="multi" if multi_point else "single",
-        progress=progress,
-        params=kwargs,
-        **{k: v for k, v in kwargs.items() if k != "multi_point"},
-    )
+    stage = Stage.of("train", locals())
+    network = {k: v for k, v in stage.params.items() if k not in ("multi_point", "seed")}
+    return _fit_network(stage, sampling="multi" if multi_point else "single", **network)
 
 
 def train_baseline(
@@ -173,18 +151,9 @@ def train_baseline(
     """Train the same backbone normally (full network every pass, same budget). It takes no
     ratios, so every SDPoint variant shares it; score it at an SDPoint model's instances
     with :func:`dynn.sdpoint.model.with_points`."""
-    kwargs = {k: v for k, v in locals().items() if k not in ("run_dir", "device", "progress")}
-    return _fit_network(
-        "train_baseline",
-        run_dir=run_dir,
-        device=device,
-        sampling="none",
-        ratios=[0.5, 0.75],
-        legacy_official=False,
-        progress=progress,
-        params=kwargs,
-        **kwargs,
-    )
+    stage = Stage.of("train_baseline", locals())
+    network = {k: v for k, v in stage.params.items() if k != "seed"}
+    return _fit_network(stage, sampling="none", ratios=[0.5, 0.75], legacy_official=False, **network)
 
 
 def load_model(checkpoint: str | Path) -> SDPointNet:
@@ -233,12 +202,13 @@ def train_agent(
     ``train_agent.ckpt`` and reused when the stage is called again with the same arguments.
     Returns a :class:`dynn.sdpoint.agent.SearchResult`.
     """
-    params = {k: v for k, v in locals().items() if k not in ("run_dir", "device", "progress")}
+    arguments = dict(locals())
     model = load_model(sdpoint_checkpoint)
-    params["weights_digest"] = weights_digest(model)  # the searched network, not just its path
-    saved = finished_result(run_dir, "train_agent", params)
+    # the searched network, not just its path
+    stage = Stage.of("train_agent", arguments).recording(weights_digest=weights_digest(model))
+    saved = stage.finished()
     if saved is not None:
-        return SearchResult.from_state_dict(saved["search"])
+        return SearchResult.from_state_dict(saved["state"]["search"])
     device = resolve_device(device)
     model = model.to(device)
     data = dict(dataset=dataset, data_root=data_root, resolution=resolution)
@@ -254,29 +224,8 @@ def train_agent(
         model, val, calibration=calibration, bn_mode="average", reward=reward, cost_weight=cost_weight, device=device
     )
     result = search(env, agent=agent, episodes=episodes, seed=seed, progress=progress)
-    save_result(run_dir, "train_agent", params, {"search": result.state_dict()})
+    stage.save(state={"search": result.state_dict()})
     return result
-
-
-def finished_result(run_dir: str | Path, stage: str, params: dict) -> dict | None:
-    """What a finished non-``fit`` stage (the agent's search, an instance table) saved in
-    ``<run_dir>/<stage>.ckpt``, or None. A file made with other arguments or another code
-    version is a :class:`dynn.train.CheckpointError` naming it (never silently reused)."""
-    path = checkpoint_path(run_dir, stage)
-    if not path.exists():
-        return None
-    saved = read_checkpoint(path)
-    check_checkpoint_origin(path, saved, params)
-    print(f"stage {stage}: finished earlier, reusing {path}")
-    return saved["state"]
-
-
-def save_result(run_dir: str | Path, stage: str, params: dict, state: dict) -> None:
-    """Save a non-``fit`` stage's result with its arguments and the code version (rank 0)."""
-    if is_main_process():
-        atomic_torch_save(
-            {"state": state, "params": params, "code_version": CODE_VERSION}, checkpoint_path(run_dir, stage)
-        )
 
 
 STAGES = {"train": train, "train_baseline": train_baseline, "train_agent": train_agent}

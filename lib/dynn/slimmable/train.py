@@ -24,7 +24,6 @@ Both return the trained network at full width in eval mode; a finished stage is 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -192,14 +191,11 @@ def train_sandwich(
     net: DynModel,
     sampler,
     train_data: Dataset,
+    stage: dynn.train.Stage,
     *,
     epochs: int,
     lr: float,
     batch_size: int,
-    run_dir: str | Path,
-    stage: str,
-    device,
-    seed: int,
     min_width: float,
     label_smoothing: float = 0.0,
     weight_decay: float = 5e-4,
@@ -209,10 +205,8 @@ def train_sandwich(
     nesterov: bool = True,
     decay_bn_bias: bool = True,
     scale_lr: bool = False,
-    params: dict | None = None,
-    progress: bool = True,
 ) -> list[dict]:
-    """Train ``net`` with the sandwich rule as the resumable stage ``stage`` of ``run_dir``.
+    """Train ``net`` with the sandwich rule as the resumable ``stage``.
 
     SGD with momentum 0.9 (``nesterov`` optional), per-step warm-up + linear decay as in
     Joslim's recipes. Joslim's ImageNet/CIFAR recipe: ``scale_lr`` (``lr`` is given for a
@@ -233,18 +227,9 @@ def train_sandwich(
         Sandwich(net),
         step,
         train_data,
-        epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scheduler_per_step=True,
-        batch_size=batch_size,
-        run_dir=run_dir,
-        stage=stage,
+        stage,
+        dynn.train.Schedule(optimizer, epochs, batch_size, scheduler, per_step=True),
         eval_fn=lambda _: {"configs_seen": len(getattr(sampler, "X", []))},
-        device=device,
-        seed=seed,
-        params=params,
-        progress=progress,
         state={"sampler": sampler},
     )
     net.set_real_ch(net.full_real_ch())
@@ -308,30 +293,7 @@ def train_joint(
     refreshed on the validation split: the first ``val_limit`` images, 0 = all). The
     search history is in the stage checkpoint (:func:`dynn.slimmable.search.load_history`).
     """
-    arguments = dict(
-        model=model,
-        dataset=dataset,
-        data_root=data_root,
-        resolution=resolution,
-        train_limit=train_limit,
-        val_limit=val_limit,
-        min_width=min_width,
-        num_sampled=num_sampled,
-        label_smoothing=label_smoothing,
-        search_budget=search_budget,
-        surrogate=surrogate,
-        tau=tau,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs,
-        seed=seed,
-        channel_divisor=channel_divisor,
-        nesterov=nesterov,
-        decay_bn_bias=decay_bn_bias,
-        scale_lr=scale_lr,
-    )
+    stage = dynn.train.Stage.of("train_joint", locals(), not_params=["download"])
     dynn.train.seed_everything(seed)
     train_data = _training_split(dataset, data_root, download, resolution, train_limit)
     val_data = dynn.data.get_dataset(
@@ -352,13 +314,10 @@ def train_joint(
         net,
         sampler,
         train_data,
+        stage,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
-        run_dir=run_dir,
-        stage="train_joint",
-        device=dynn.train.resolve_device(device),
-        seed=seed,
         min_width=min_width,
         label_smoothing=label_smoothing,
         weight_decay=weight_decay,
@@ -367,8 +326,6 @@ def train_joint(
         nesterov=nesterov,
         decay_bn_bias=decay_bn_bias,
         scale_lr=scale_lr,
-        params=arguments,
-        progress=progress,
     )
     return net
 
@@ -401,26 +358,7 @@ def train_uniform(
     """US-Nets: train slimmable ``model`` on uniform widths (one multiplier ``~ U[min_width, 1]``
     for every layer, ``num_sampled`` per step, redrawn every step), the same budget as
     :func:`train_joint` and the same initial weights."""
-    arguments = dict(
-        model=model,
-        dataset=dataset,
-        data_root=data_root,
-        resolution=resolution,
-        train_limit=train_limit,
-        min_width=min_width,
-        num_sampled=num_sampled,
-        label_smoothing=label_smoothing,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs,
-        seed=seed,
-        channel_divisor=channel_divisor,
-        nesterov=nesterov,
-        decay_bn_bias=decay_bn_bias,
-        scale_lr=scale_lr,
-    )
+    stage = dynn.train.Stage.of("train_uniform", locals(), not_params=["download"])
     dynn.train.seed_everything(seed)
     train_data = _training_split(dataset, data_root, download, resolution, train_limit)
     net = _new_network(model, train_data.num_classes, seed, channel_divisor)
@@ -429,13 +367,10 @@ def train_uniform(
         net,
         sampler,
         train_data,
+        stage,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
-        run_dir=run_dir,
-        stage="train_uniform",
-        device=dynn.train.resolve_device(device),
-        seed=seed,
         min_width=min_width,
         label_smoothing=label_smoothing,
         weight_decay=weight_decay,
@@ -443,8 +378,6 @@ def train_uniform(
         nesterov=nesterov,
         decay_bn_bias=decay_bn_bias,
         scale_lr=scale_lr,
-        params=arguments,
-        progress=progress,
     )
     return net
 
