@@ -422,7 +422,7 @@ def test_pretrain_reloads_instead_of_retraining(pretrained, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("a finished stage must not train again")
 
-    monkeypatch.setattr(dynn_train, "fit", never)
+    monkeypatch.setattr(T, "fit", never)
     bank = T.pretrain(
         run_dir=str(Path(pretrained).parent), **STAGE_DATA, **STAGE_ARCH, epochs=1, lr=0.05, progress=False
     )
@@ -479,7 +479,7 @@ def _joint_weights_of_this_rank(kwargs: dict) -> float:
     """Elastic worker: train the joint stage and return a digest of *this rank's* weights."""
     from dynn.adaskip import train as stages
 
-    stages._reload = lambda model, run_dir, stage: model.eval()  # keep the rank's own weights, not rank 0's file
+    stages._reload = lambda model, stage: model.eval()  # keep the rank's own weights, not rank 0's file
     return weights_digest(stages.joint(**kwargs))
 
 

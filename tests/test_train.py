@@ -148,3 +148,17 @@ def test_ddp_on_two_cpu_processes_gives_the_same_weights_on_every_rank(tmp_path)
     assert train.weights_digest(model) == pytest.approx(digests[0], rel=1e-6)
     # rank-0 only: one metrics file with one row per epoch
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 2
+
+
+def test_a_stage_records_what_it_computes_from_and_refuses_a_checkpoint_of_other_arguments(tmp_path):
+    def stage_function(*, run_dir, device="cpu", lr, seed=3, progress=False):
+        return train.Stage.of("s", locals())
+
+    stage = stage_function(run_dir=str(tmp_path), lr=0.1)
+    assert stage.params == {"lr": 0.1, "seed": 3}  # not run_dir, device or progress
+    assert (stage.seed, stage.progress, stage.checkpoint) == (3, False, tmp_path / "s.ckpt")
+    assert stage.finished() is None
+    stage.save(result=[1, 2])
+    assert stage_function(run_dir=str(tmp_path), lr=0.1, device="meta").finished()["result"] == [1, 2]
+    with pytest.raises(train.CheckpointError, match="lr: 0.1 there, 0.2 now"):
+        stage_function(run_dir=str(tmp_path), lr=0.2).finished()
