@@ -6,6 +6,10 @@ metrics history (``metrics.csv``) and DistributedDataParallel when launched by
 ``torchrun`` or :func:`run_elastic`. The method supplies ``step_fn(model, batch) -> dict``
 returning at least a differentiable ``"loss"`` (BlockDrop's reward, AR-Net's Gumbel and
 efficiency losses, the sandwich rule... live in the method modules, not behind flags here).
+A :class:`Stage` is what a training stage is to its checkpoint (where it lives, the
+arguments it was computed from, how it runs) and a :class:`Schedule` how it optimises
+(optimizer, epochs, batch size, learning-rate schedule): every method's stage functions build
+the two and call ``fit(model, step, data, stage, schedule)``.
 
 Determinism: every epoch starts by reseeding from ``(seed, epoch)`` and shuffles with a
 generator seeded the same way, so an interrupted run resumed from its last checkpoint
